@@ -1,0 +1,11 @@
+#!/usr/bin/env bash
+# One-step setup of a virtual environment in .venv with Refinery and its test tools.
+# torch is installed first and pinned so pip does not pull a multi-GB CUDA build on CPU machines;
+# on a GPU machine, install the torch build you want before running this.
+set -euo pipefail
+cd "$(dirname "$0")"
+PY=${PYTHON:-python3}
+[ -x .venv/bin/python ] || "$PY" -m venv .venv
+.venv/bin/python -m pip install -q --upgrade pip
+.venv/bin/python -c "import torch" 2>/dev/null || .venv/bin/python -m pip install -q "torch==${TORCH_VERSION:-2.13.0}"
+.venv/bin/python -m pip install -q -e ".[test]"
