@@ -1,0 +1,82 @@
+"""Main text of an HTML page with trafilatura, bounded in input size and time because
+trafilatura can take minutes on huge or pathological pages."""
+from __future__ import annotations
+
+import re
+import signal
+import threading
+from contextlib import contextmanager
+from typing import Literal
+
+import trafilatura
+from pydantic import Field
+
+from refinery.params import Params
+
+_URL = re.compile(r"(?:https?://|www\.)\S+", re.I)
+_BLANK_LINES = re.compile(r"\n{3,}")
+_SPACES_BEFORE_NEWLINE = re.compile(r"[ \t]+\n")
+
+
+class ExtractParams(Params):
+    stage: Literal["extract"] = "extract"
+    timeout_s: float = Field(1.0, gt=0, description="per-page time limit (needs the worker's main thread)")
+    max_html_chars: int = Field(5_000_000, ge=1, description="longer pages are dropped, not extracted")
+    favor_precision: bool = True
+    include_tables: bool = False
+    include_comments: bool = False
+    min_chars: int = Field(1, ge=0, description="shorter extracted texts count as empty")
+
+
+class ExtractionTimeout(Exception):
+    pass
+
+
+@contextmanager
+def time_limit(seconds: float):
+    """Raise ExtractionTimeout in the block after `seconds`. SIGALRM only reaches the main
+    thread; elsewhere (rare: Ray runs tasks on the main thread) the block runs unbounded."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def _raise(signum, frame):
+        raise ExtractionTimeout()
+
+    previous = signal.signal(signal.SIGALRM, _raise)
+    signal.setitimer(signal.ITIMER_REAL, seconds)
+    try:
+        yield
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
+
+
+def clean_text(text: str) -> str:
+    """RefinedWeb's post-processing: URLs removed, at most 2 consecutive newlines."""
+    text = _URL.sub("", text)
+    text = _SPACES_BEFORE_NEWLINE.sub("\n", text)
+    return _BLANK_LINES.sub("\n\n", text).strip()
+
+
+def extract_text(html: str, p: ExtractParams) -> tuple[str | None, str | None]:
+    """(text, None) on success, or (None, reason) when the page yields no text."""
+    if len(html) > p.max_html_chars:
+        return None, "extract:html_too_large"
+    try:
+        with time_limit(p.timeout_s):
+            text = trafilatura.extract(
+                html,
+                favor_precision=p.favor_precision,
+                include_comments=p.include_comments,
+                include_tables=p.include_tables,
+                deduplicate=False,  # trafilatura's dedup cache is per process: results would depend on scheduling
+            )
+    except ExtractionTimeout:
+        return None, "extract:timeout"
+    except Exception:  # lxml and trafilatura raise many types on malformed pages
+        return None, "extract:error"
+    text = clean_text(text or "")
+    if len(text) < max(p.min_chars, 1):
+        return None, "extract:empty"
+    return text, None
