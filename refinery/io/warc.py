@@ -32,6 +32,10 @@ _HEADER_CHARSET = re.compile(r"charset\s*=\s*[\"']?([A-Za-z0-9_.:-]+)", re.I)
 _WHATWG_ALIASES = {"iso-8859-1": "cp1252", "latin1": "cp1252", "latin-1": "cp1252", "us-ascii": "cp1252", "ascii": "cp1252"}
 
 
+class NotAWarc(Exception):
+    pass
+
+
 class ReadParams(Params):
     stage: Literal["read"] = "read"
     batch_records: int = Field(128, ge=1, description="records per batch handed to the stages")
@@ -136,27 +140,45 @@ def read_warc(stream: BinaryIO, source: str, p: ReadParams) -> Iterator[pa.Table
     rows. Never raises on bad data: a failure ends the file with one `read:error:*` row."""
     rows: list[dict] = []
     offset = 0
+    n_records = 0
     try:
         it = ArchiveIterator(stream, check_digests=False)
         for record in it:
-            row = record_row(record, source, p)
+            if record.format != "warc":  # warcio reads any text as ARC lines; we take WARC only
+                raise NotAWarc(f"not a WARC file (record format {record.format!r})")
+            try:
+                row = record_row(record, source, p)
+            except Exception as e:  # one malformed record (headers, payload) is skipped, not the file
+                log.warning("%s: bad record after offset %d: %s: %s", source, offset, type(e).__name__, e)
+                row = _error_row(source, offset, f"read:bad_record:{type(e).__name__}")
             # warcio finds the offset by reading the record to its end: ask only after the payload was read
             offset = row["source_offset"] = it.get_record_offset()
+            if getattr(record.raw_stream, "limit", 0) > 0:  # the file ended inside this record
+                log.warning("%s: record at offset %d is truncated", source, offset)
+                row = _error_row(source, offset, "read:truncated_record")
             rows.append(row)
+            n_records += 1
             if len(rows) >= p.batch_records:
                 yield rows_from_pylist(rows)
                 rows = []
     except Exception as e:  # warcio, gzip and zlib raise many types for a damaged file
         log.warning("%s: unreadable after offset %d: %s: %s", source, offset, type(e).__name__, e)
-        rows.append(
-            {
-                "id": hashlib.sha1(f"{source}\nerror".encode()).hexdigest(),
-                "source": source,
-                "source_offset": offset,
-                "record_type": "error",
-                "removed_by": "read",
-                "reason": f"read:error:{type(e).__name__}",
-            }
-        )
+        rows.append(_error_row(source, offset, f"read:error:{type(e).__name__}"))
+    else:
+        if n_records == 0:
+            log.warning("%s: no WARC records in the file", source)
+            rows.append(_error_row(source, 0, "read:empty_file"))
     if rows:
         yield rows_from_pylist(rows)
+
+
+def _error_row(source: str, offset: int, reason: str) -> dict:
+    """A row standing for the part of a file that could not be read."""
+    return {
+        "id": hashlib.sha1(f"{source}\n{offset}\n{reason}".encode()).hexdigest(),
+        "source": source,
+        "source_offset": offset,
+        "record_type": "error",
+        "removed_by": "read",
+        "reason": reason,
+    }

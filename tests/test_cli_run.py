@@ -1,0 +1,168 @@
+"""`refinery run` end to end as a user runs it: real WARCs in, shards + stats.json + funnel out."""
+from __future__ import annotations
+
+import json
+from collections import Counter
+from pathlib import Path
+
+import pyarrow.parquet as pq
+import pytest
+
+from refinery.schema import SHARD
+from conftest import run_cli
+from warc_builders import count_records, real_pages, truncated_copy, write_warc
+
+CC = "pipelines/cc.yaml"
+
+
+def removed_total(stats: dict) -> int:
+    return sum(n for s in stats["stages"] for n in s["removed"].values())
+
+
+@pytest.fixture(scope="module")
+def crawl_run(data_dir, tmp_path_factory):
+    out = tmp_path_factory.mktemp("crawl") / "out"
+    proc = run_cli("run", CC, "--input", str(data_dir / "crawl-sample" / "real-pages.warc.gz"), "--output", str(out), "--write-removed")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return out, proc, json.loads((out / "stats.json").read_text())
+
+
+def test_shards_have_the_document_schema(crawl_run):
+    out, _, stats = crawl_run
+    table = pq.read_table(out / "shards")
+    assert table.schema.remove_metadata().equals(SHARD)
+    assert table.num_rows == stats["kept"]["docs"] > 0
+    assert len(set(table.column("id").to_pylist())) == table.num_rows
+    assert all(t for t in table.column("text").to_pylist())
+    for f in (out / "shards").glob("*.parquet"):
+        assert pq.ParquetFile(f).metadata.row_group(0).column(0).compression == "ZSTD"
+
+
+def test_every_record_is_accounted_for(crawl_run):
+    out, _, stats = crawl_run
+    assert stats["records_read"] == 1171  # the sample's response records (crawl-sample/README.md)
+    assert stats["documents"] + sum(stats["not_documents"].values()) == stats["records_read"]
+    assert removed_total(stats) + stats["kept"]["docs"] == stats["documents"]
+    for s, nxt in zip(stats["stages"], stats["stages"][1:]):
+        assert s["docs_in"] - sum(s["removed"].values()) == s["docs_out"] == nxt["docs_in"]
+    assert stats["stages"][-1]["docs_out"] == stats["kept"]["docs"]
+
+
+def test_language_id_removes_non_english(crawl_run):
+    out, _, stats = crawl_run
+    lid = next(s for s in stats["stages"] if s["stage"] == "language")
+    # the sample is mostly German (699 pages per its README): LID must remove most documents
+    assert lid["removed"]["language:not_target"] > 600
+    assert stats["languages"]["de"] > 600
+    kept = pq.read_table(out / "shards", columns=["language", "language_score"]).to_pydict()
+    assert set(kept["language"]) == {"en"}
+    assert min(kept["language_score"]) >= 0.65
+
+
+def test_removed_documents_are_written_per_stage(crawl_run):
+    out, _, stats = crawl_run
+    for s in stats["stages"]:
+        n = sum(s["removed"].values())
+        folder = out / "removed" / s["stage"]
+        if n == 0:
+            assert not folder.exists()
+            continue
+        removed = pq.read_table(folder)
+        assert removed.num_rows == n
+        assert Counter(removed.column("reason").to_pylist()) == Counter(s["removed"])
+    lang = pq.read_table(out / "removed" / "language").to_pydict()
+    assert all(lang["text"])  # the text a rule removed can be read
+
+
+def test_funnel_is_printed_beside_refinedweb(crawl_run):
+    _, proc, stats = crawl_run
+    assert "RefinedWeb %" in proc.stdout
+    for s in stats["stages"]:
+        assert s["stage"] in proc.stdout
+    assert [s["refinedweb_percent"] for s in stats["stages"]] == [97.76, 96.31, 47.51, 35.97, 30.15, 23.34]
+    assert f"kept: {stats['kept']['docs']:,} documents" in proc.stdout
+
+
+def test_shards_load_in_datasets_duckdb_polars(crawl_run, tmp_path):
+    out, _, stats = crawl_run
+    import datasets
+    import duckdb
+    import polars as pl
+
+    files = sorted(str(f) for f in (out / "shards").glob("*.parquet"))
+    n = stats["kept"]["docs"]
+    assert datasets.load_dataset("parquet", data_files=files, split="train", cache_dir=str(tmp_path)).num_rows == n
+    assert duckdb.sql(f"select count(*) from read_parquet({files!r})").fetchall()[0][0] == n
+    assert pl.read_parquet(files).height == n
+
+
+def test_bad_inputs_are_counted_and_good_data_still_processed(data_dir, tmp_path):
+    good = data_dir / "warc-samples" / "archive-crawls" / "dolma-wget-sample-0000.warc.gz"
+    pages = real_pages(data_dir / "crawl-sample" / "real-pages.warc.gz", 3)
+    (url, html), (url2, html2) = pages[0], pages[1]
+    giant = (html * (30_000_000 // len(html) + 1))[:30_000_000]
+    odd = write_warc(
+        tmp_path / "odd.warc.gz",
+        [
+            (url, html, "text/html; charset=no-such-charset", "200 OK"),  # bogus charset: decoded anyway
+            (url2 + "?big", giant, "text/html", "200 OK"),  # 30 MB page: dropped by the size limit
+            (url2, html2, "text/html", "404 Not Found"),
+        ],
+    )
+    truncated = truncated_copy(data_dir / "warc-samples" / "archive-crawls" / "dolma-wget-sample-0001.warc.gz", tmp_path / "truncated.warc.gz")
+    not_warc = tmp_path / "notes.warc"
+    not_warc.write_text("this is not a WARC file\n" * 100)
+    empty = tmp_path / "empty.warc.gz"
+    empty.write_bytes(b"")
+    out = tmp_path / "out"
+    proc = run_cli("run", CC, "--input", str(good), str(odd), str(truncated), str(not_warc), str(empty), "--output", str(out))
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    stats = json.loads((out / "stats.json").read_text())
+    errors = {Path(e["source"]).name: e["reason"] for e in stats["errors"]}
+    assert errors["truncated.warc.gz"] == "read:truncated_record"
+    assert errors["notes.warc"].startswith("read:error:")
+    assert errors["empty.warc.gz"] == "read:empty_file"
+    for name in errors:
+        assert name in proc.stdout  # a clear message per bad file
+    # every record warcio itself finds (the truncated one included), plus one row per unreadable file
+    assert stats["records_read"] == count_records(good) + 3 + count_records(truncated) + 2
+    extract = next(s for s in stats["stages"] if s["stage"] == "extract")
+    assert extract["removed"]["extract:html_too_large"] == 1
+    assert stats["not_documents"]["read:http_404"] == 1
+    assert removed_total(stats) + stats["kept"]["docs"] == stats["documents"]
+    kept = pq.read_table(out / "shards", columns=["source", "url"]).to_pydict()
+    assert any(s.endswith("dolma-wget-sample-0000.warc.gz") for s in kept["source"])  # good data still processed
+
+
+def test_no_readable_input_exits_non_zero(tmp_path):
+    bad = tmp_path / "bad.warc.gz"
+    bad.write_bytes(b"\x1f\x8b\x08\x00 definitely not gzip")
+    proc = run_cli("run", CC, "--input", str(bad), "--output", str(tmp_path / "out"))
+    assert proc.returncode == 1
+    assert "bad.warc.gz" in proc.stdout
+
+
+@pytest.mark.parametrize(
+    "yaml_text, field",
+    [
+        ("stages:\n  - stage: extract\n  - stage: gopher_quality\n    min_wordz: 3\n", "stages.1.gopher_quality.min_wordz"),
+        ("stages:\n  - stage: extract\n  - stage: language\n    threshold: 1.5\n", "stages.1.language.threshold"),
+        ("stages:\n  - stage: no_such_stage\n", "stages.0"),
+        ("shard_rowz: 3\nstages:\n  - stage: extract\n", "shard_rowz"),
+        ("stages:\n  - stage: gopher_quality\n  - stage: extract\n", "must come after extract"),
+    ],
+)
+def test_bad_config_exits_2_naming_the_field_and_writes_nothing(tmp_path, yaml_text, field):
+    cfg = tmp_path / "bad.yaml"
+    cfg.write_text(yaml_text)
+    out = tmp_path / "out"
+    proc = run_cli("run", str(cfg), "--input", "whatever.warc.gz", "--output", str(out))
+    assert proc.returncode == 2
+    assert field in proc.stderr
+    assert not out.exists()
+
+
+def test_input_that_matches_nothing_is_an_error(tmp_path):
+    proc = run_cli("run", CC, "--input", str(tmp_path / "nope-*.warc.gz"), "--output", str(tmp_path / "out"))
+    assert proc.returncode == 2
+    assert "matches no file" in proc.stderr
