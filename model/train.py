@@ -1,0 +1,253 @@
+"""Pretraining loop: AdamW, linear warmup then cosine decay, gradient clipping and accumulation,
+bf16 autocast on CUDA (fp32 on CPU), optional torch.compile, and checkpoints that resume the
+exact run: model, optimizer, step, RNG state, data position, loss history and tokenizer.
+
+On CPU a run is repeatable from its seed (model init and data order both derive from it), and a
+run resumed from a checkpoint produces the same losses as one that was never interrupted.
+"""
+import math
+import os
+import time
+from dataclasses import asdict, dataclass, fields, replace
+from functools import partial
+from pathlib import Path
+from typing import Callable, Sequence
+
+import torch
+
+from .data import PackedBatches, resolve_paths
+from .gpt import GPT, GPTConfig, config_for
+from .tokenizer import ByteTokenizer
+
+H100_BF16_PEAK_TFLOPS = 989.0  # dense bf16 peak of an H100 SXM
+
+# Used where the config leaves them unset: micro-batch in sequences, and peak learning rate.
+SIZE_DEFAULTS = {
+    "tiny": dict(batch_size=8, lr=3e-3),
+    "small": dict(batch_size=16, lr=1e-3),
+    "gpt2-124m": dict(batch_size=32, lr=6e-4),
+}
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    size: str = "tiny"
+    tokens: int = 1_000_000  # budget; the run takes whole optimizer steps, rounding it up
+    seq_len: int | None = None  # None: the model's block_size
+    batch_size: int | None = None  # sequences per micro-batch; None: SIZE_DEFAULTS
+    grad_accum: int = 1  # micro-batches per optimizer step
+    lr: float | None = None  # peak; None: SIZE_DEFAULTS
+    min_lr_ratio: float = 0.1  # cosine decays to lr * min_lr_ratio
+    warmup_fraction: float = 0.05  # of all steps, at most MAX_WARMUP_STEPS
+    weight_decay: float = 0.1
+    betas: tuple[float, float] = (0.9, 0.95)
+    grad_clip: float = 1.0
+    seed: int = 0
+    # How to run, not what is computed: these may differ between a run and its resumption.
+    device: str = "auto"
+    compile: bool = False
+    peak_tflops: float = H100_BF16_PEAK_TFLOPS
+    log_every: int = 10
+    checkpoint_every: int = 200
+
+    def resolved(self) -> "TrainConfig":
+        """This config with every None replaced by its default for the model size."""
+        defaults = SIZE_DEFAULTS[self.size]
+        return replace(
+            self,
+            seq_len=self.seq_len or config_for(self.size, ByteTokenizer.vocab_size).block_size,
+            batch_size=self.batch_size or defaults["batch_size"],
+            lr=self.lr or defaults["lr"],
+        )
+
+
+MAX_WARMUP_STEPS = 1000
+_EXECUTION_FIELDS = {"device", "compile", "peak_tflops", "log_every", "checkpoint_every"}
+
+
+@dataclass
+class TrainResult:
+    model: GPT
+    tokenizer: ByteTokenizer
+    config: TrainConfig
+    losses: list[tuple[int, float]]  # (tokens seen after the step, mean training loss of the step)
+    steps: int
+    tokens_seen: int
+    train_seconds: float  # of this invocation, checkpoint writes excluded
+    tokens_per_s: float | None  # None when this invocation ran no step (the checkpoint was finished)
+    mfu: float | None  # CUDA only
+
+
+def resolve_device(device: str) -> str:
+    return ("cuda" if torch.cuda.is_available() else "cpu") if device == "auto" else device
+
+
+def autocast(device: str):
+    """bf16 autocast on CUDA; fp32 elsewhere (bf16 on CPU is slow and changes the numbers)."""
+    return torch.autocast("cuda", dtype=torch.bfloat16, enabled=device.startswith("cuda"))
+
+
+def make_optimizer(model: GPT, config: TrainConfig, device: str) -> torch.optim.AdamW:
+    """AdamW decaying only matrices (not norms), fused into one kernel on CUDA."""
+    params = list(model.parameters())
+    groups = [
+        {"params": [p for p in params if p.dim() >= 2], "weight_decay": config.weight_decay},
+        {"params": [p for p in params if p.dim() < 2], "weight_decay": 0.0},
+    ]
+    return torch.optim.AdamW(groups, lr=config.lr, betas=config.betas, fused=device.startswith("cuda"))
+
+
+def model_flops_utilization(tokens_per_s: float, flops_per_token: float, peak_tflops: float) -> float:
+    """Achieved model FLOP/s as a fraction of the accelerator's peak (MFU, PaLM appendix B)."""
+    return tokens_per_s * flops_per_token / (peak_tflops * 1e12)
+
+
+def learning_rate(step: int, total_steps: int, config: TrainConfig) -> float:
+    warmup = min(MAX_WARMUP_STEPS, max(1, int(config.warmup_fraction * total_steps)))
+    if step < warmup:
+        return config.lr * (step + 1) / warmup
+    progress = (step - warmup) / max(1, total_steps - warmup)
+    min_lr = config.lr * config.min_lr_ratio
+    return min_lr + 0.5 * (config.lr - min_lr) * (1 + math.cos(math.pi * progress))
+
+
+def train(
+    config: TrainConfig,
+    shards: Sequence[str | Path],
+    checkpoint_path: str | Path | None = None,
+    log: Callable[[str], None] = partial(print, flush=True),
+    label: str = "",
+    stop_after_step: int | None = None,
+) -> TrainResult:
+    """Train on `shards` (Parquet files, dirs or globs) for config.tokens tokens. With a
+    checkpoint_path, resume from it if it exists and save to it along the way and at the end.
+    `stop_after_step` ends this invocation early (the schedule still spans the full budget),
+    which is how an interruption is simulated."""
+    config = config.resolved()
+    device = resolve_device(config.device)
+    if device.startswith("cuda"):
+        torch.backends.cuda.matmul.allow_tf32 = True
+        torch.backends.cudnn.allow_tf32 = True
+    tokenizer = ByteTokenizer()
+    model_config = config_for(config.size, tokenizer.vocab_size)
+    if config.seq_len > model_config.block_size:
+        raise ValueError(f"seq_len {config.seq_len} exceeds the {config.size} block_size {model_config.block_size}")
+
+    torch.manual_seed(config.seed)
+    model = GPT(model_config).to(device)
+    optimizer = make_optimizer(model, config, device)
+    loader = PackedBatches(resolve_paths(shards), tokenizer, config.seq_len, config.batch_size, config.seed)
+    tokens_per_step = config.batch_size * config.grad_accum * config.seq_len
+    total_steps = max(1, math.ceil(config.tokens / tokens_per_step))
+    step, losses = 0, []
+    if checkpoint_path is not None and Path(checkpoint_path).exists():
+        step, losses = _restore(checkpoint_path, config, model, optimizer, loader)
+        log(f"{label}resumed from {checkpoint_path} at step {step}/{total_steps}")
+
+    forward = torch.compile(model) if config.compile else model
+    flops_per_token = model.flops_per_token(config.seq_len)
+    end_step = total_steps if stop_after_step is None else min(total_steps, stop_after_step)
+    start_step, train_seconds = step, 0.0
+    unfetched: list[torch.Tensor] = []  # step losses left on the device until the next log, to avoid a sync per step
+    model.train()
+    interval_start = time.perf_counter()
+    while step < end_step:
+        for group in optimizer.param_groups:
+            group["lr"] = learning_rate(step, total_steps, config)
+        step_loss = torch.zeros((), device=device)
+        for _ in range(config.grad_accum):
+            inputs, targets = (t.to(device, non_blocking=True) for t in loader.next_batch())
+            with autocast(device):
+                _, loss = forward(inputs, targets)
+            (loss / config.grad_accum).backward()
+            step_loss += loss.detach() / config.grad_accum
+        torch.nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip)
+        optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+        step += 1
+        unfetched.append(step_loss)
+
+        log_due = step % config.log_every == 0 or step == end_step
+        checkpoint_due = checkpoint_path is not None and (step % config.checkpoint_every == 0 or step == end_step)
+        if not (log_due or checkpoint_due):
+            continue
+        first = step - len(unfetched) + 1
+        losses.extend(((first + i) * tokens_per_step, v) for i, v in enumerate(torch.stack(unfetched).tolist()))
+        unfetched = []
+        train_seconds += time.perf_counter() - interval_start
+        tokens_per_s = (step - start_step) * tokens_per_step / train_seconds
+        if log_due:
+            line = (f"{label}step {step}/{total_steps} ({100 * step / total_steps:.0f}%) | loss {losses[-1][1]:.4f} | "
+                    f"lr {optimizer.param_groups[0]['lr']:.2e} | {tokens_per_s:,.0f} tok/s")
+            if device.startswith("cuda"):
+                line += f" | MFU {100 * model_flops_utilization(tokens_per_s, flops_per_token, config.peak_tflops):.1f}%"
+            eta = (total_steps - step) * tokens_per_step / tokens_per_s
+            log(line + f" | {step * tokens_per_step:,}/{total_steps * tokens_per_step:,} tokens | eta {eta:.0f}s")
+        if checkpoint_due:
+            save_checkpoint(checkpoint_path, model, optimizer, loader, tokenizer, config, step, losses)
+        interval_start = time.perf_counter()
+
+    ran = step > start_step
+    tokens_per_s = (step - start_step) * tokens_per_step / train_seconds if ran else None
+    return TrainResult(
+        model=model,
+        tokenizer=tokenizer,
+        config=config,
+        losses=losses,
+        steps=step,
+        tokens_seen=step * tokens_per_step,
+        train_seconds=train_seconds,
+        tokens_per_s=tokens_per_s,
+        mfu=model_flops_utilization(tokens_per_s, flops_per_token, config.peak_tflops) if ran and device.startswith("cuda") else None,
+    )
+
+
+def save_checkpoint(path, model, optimizer, loader, tokenizer, config, step, losses) -> None:
+    """Everything needed to continue the run bit for bit; written atomically (temp file + rename),
+    so an interruption during the write leaves the previous checkpoint intact."""
+    state = {
+        "model": model.state_dict(),
+        "model_config": asdict(model.config),
+        "optimizer": optimizer.state_dict(),
+        "train_config": asdict(config),
+        "step": step,
+        "losses": losses,
+        "data": loader.state_dict(),
+        "tokenizer": tokenizer.state_dict(),
+        "rng": {"torch": torch.get_rng_state(), "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else []},
+    }
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    temporary = path.with_name(path.name + ".tmp")
+    torch.save(state, temporary)
+    os.replace(temporary, path)
+
+
+def load_checkpoint(path: str | Path) -> dict:
+    return torch.load(path, map_location="cpu", weights_only=True)
+
+
+def load_model(path: str | Path, device: str = "cpu") -> tuple[GPT, ByteTokenizer]:
+    """The trained model and its tokenizer from a checkpoint, for evaluation or sampling."""
+    checkpoint = load_checkpoint(path)
+    model = GPT(GPTConfig(**checkpoint["model_config"]))
+    model.load_state_dict(checkpoint["model"])
+    return model.to(device), ByteTokenizer.from_state_dict(checkpoint["tokenizer"])
+
+
+def _restore(path, config, model, optimizer, loader) -> tuple[int, list[tuple[int, float]]]:
+    checkpoint = load_checkpoint(path)
+    saved, current = checkpoint["train_config"], asdict(config)
+    changed = [f.name for f in fields(TrainConfig) if f.name not in _EXECUTION_FIELDS and saved[f.name] != current[f.name]]
+    if changed:
+        raise ValueError(f"checkpoint {path} was made with different settings ({', '.join(changed)}); "
+                         "use another output path or the same settings")
+    ByteTokenizer.from_state_dict(checkpoint["tokenizer"])
+    model.load_state_dict(checkpoint["model"])
+    optimizer.load_state_dict(checkpoint["optimizer"])
+    loader.load_state_dict(checkpoint["data"])
+    torch.set_rng_state(checkpoint["rng"]["torch"])
+    if checkpoint["rng"]["cuda"] and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(checkpoint["rng"]["cuda"])
+    return checkpoint["step"], [tuple(entry) for entry in checkpoint["losses"]]
+

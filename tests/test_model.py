@@ -1,0 +1,265 @@
+"""The bundled GPT (refinery.model) on real text: WikiText-2 prose and article-extraction-benchmark
+articles written to small Parquet shards. CPU only, tiny model, a few seconds per test."""
+import gzip
+import json
+import math
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+import torch
+
+from refinery.model import data as model_data
+from refinery.model.cli import main as model_cli_main
+from refinery.model.data import PackedBatches, detokenize_wikitext, read_eval_documents, resolve_paths
+from refinery.model.evaluate import bits_per_byte, drop_training_overlap, score_documents
+from refinery.model.gpt import GPT, config_for
+from refinery.model.tokenizer import ByteTokenizer
+from refinery.model.train import TrainConfig, load_model, train
+
+DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+WIKITEXT = DATA / "wikitext-2-tokenized" / "valid.txt.gz"
+ARTICLES = DATA / "article-extraction-benchmark" / "ground-truth.json"
+
+
+@pytest.fixture(autouse=True, scope="module")
+def one_torch_thread():
+    """Tiny models gain nothing from more threads, and on a busy shared CPU OpenMP threads that
+    wait on each other make every step many times slower."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def _require(path: Path) -> Path:
+    if not path.exists():
+        pytest.skip(f"real test data {path} is absent (expected the shared data folder beside the repo)")
+    return path
+
+
+@pytest.fixture(scope="module")
+def wiki_docs() -> list[str]:
+    """Detokenized WikiText-2 validation text, one document per blank-line-separated block."""
+    with gzip.open(_require(WIKITEXT), "rt", encoding="utf-8") as f:
+        text = detokenize_wikitext(f.read())
+    return [doc for doc in (block.strip() for block in text.split("\n\n")) if len(doc) > 200]
+
+
+@pytest.fixture(scope="module")
+def articles() -> list[str]:
+    truth = json.loads(_require(ARTICLES).read_text(encoding="utf-8"))
+    return [page["articleBody"] for page in truth.values() if page["articleBody"].strip()]
+
+
+@pytest.fixture(scope="module")
+def shards(tmp_path_factory, wiki_docs, articles) -> dict[str, Path]:
+    """wiki/ (two files, small row groups) and articles.parquet; the last 40 wiki docs stay unseen."""
+    root = tmp_path_factory.mktemp("shards")
+    (root / "wiki").mkdir()
+    train_wiki = wiki_docs[:-40]
+    half = len(train_wiki) // 2
+    pq.write_table(pa.table({"text": train_wiki[:half]}), root / "wiki" / "part-0.parquet", row_group_size=50)
+    pq.write_table(pa.table({"text": train_wiki[half:]}), root / "wiki" / "part-1.parquet", row_group_size=50)
+    pq.write_table(pa.table({"text": articles, "url": ["x"] * len(articles)}), root / "articles.parquet")
+    return {"wiki": root / "wiki", "articles": root / "articles.parquet"}
+
+
+def test_detokenize_wikitext():
+    tokenized = (
+        " = = Life cycle = = \n"
+        " The spines are red @-@ tipped , weigh 0 @.@ 7 – 2 @.@ 2 kg ( 1 @.@ 5 lb ) and cost $ 1 @,@ 000 . \n"
+        ' The larger one is the " crusher " ; it is n\'t the lobster \'s only claw : see below ! \n'
+    )
+    assert detokenize_wikitext(tokenized).split("\n") == [
+        "Life cycle",
+        "The spines are red-tipped, weigh 0.7 – 2.2 kg (1.5 lb) and cost $1,000.",
+        'The larger one is the "crusher"; it isn\'t the lobster\'s only claw: see below!',
+        "",
+    ]
+
+
+def test_detokenized_wikitext_reads_as_prose(wiki_docs):
+    text = "\n\n".join(wiki_docs)
+    assert len(wiki_docs) > 300
+    for token in (" @-@ ", " @.@ ", " @,@ ", " , ", " . ", "( ", " )", " = = "):
+        assert token not in text
+
+
+def test_read_eval_documents_all_formats(tmp_path):
+    docs = ["First document,\nwith two lines.", "Second one.", "Third — non-ASCII ü."]
+    (tmp_path / "eval.txt").write_text("\n\n  \n".join(docs) + "\n", encoding="utf-8")
+    with gzip.open(tmp_path / "eval.txt.gz", "wt", encoding="utf-8") as f:
+        f.write("\n \n".join(docs))
+    (tmp_path / "eval.jsonl").write_text("".join(json.dumps({"text": d, "id": i}) + "\n" for i, d in enumerate(docs)))
+    pq.write_table(pa.table({"text": docs + [""]}), tmp_path / "eval.parquet")
+    for name in ("eval.txt", "eval.txt.gz", "eval.jsonl", "eval.parquet"):
+        assert read_eval_documents(tmp_path / name) == docs, name
+
+
+def test_resolve_paths_accepts_dir_glob_and_file(shards):
+    wiki_files = resolve_paths([shards["wiki"]])
+    assert [p.name for p in wiki_files] == ["part-0.parquet", "part-1.parquet"]
+    assert resolve_paths([str(shards["wiki"] / "part-*.parquet"), wiki_files[0]]) == wiki_files
+    with pytest.raises(FileNotFoundError):
+        resolve_paths([str(shards["wiki"] / "nothing-*.parquet")])
+
+
+def test_packing_is_seeded_and_resumes_mid_shard(shards, monkeypatch):
+    monkeypatch.setattr(model_data, "DOCS_PER_RECORD_BATCH", 2)  # so resuming skips record batches
+    monkeypatch.setattr(model_data, "SHUFFLE_BUFFER_TOKENS", 16 * 64)
+    paths = resolve_paths([shards["wiki"]])
+    tokenizer = ByteTokenizer()
+
+    def loader(seed):
+        return PackedBatches(paths, tokenizer, seq_len=64, batch_size=4, seed=seed)
+
+    first, same, other = loader(1), loader(1), loader(2)
+    batches = [first.next_batch() for _ in range(60)]
+    for inputs, targets in batches[:3]:
+        assert inputs.shape == targets.shape == (4, 64)
+        assert torch.equal(inputs[:, 1:], targets[:, :-1])
+    assert all(torch.equal(a[0], b[0]) for a, b in zip(batches, (same.next_batch() for _ in range(60))))
+    assert not torch.equal(torch.cat([b[0] for b in batches[:20]]), torch.cat([other.next_batch()[0] for _ in range(20)]))
+
+    interrupted = loader(1)
+    for _ in range(30):
+        interrupted.next_batch()
+    resumed = loader(1)
+    resumed.load_state_dict(interrupted.state_dict())
+    assert resumed.record_batch > 0
+    assert all(torch.equal(batches[i][0], resumed.next_batch()[0]) for i in range(30, 60))
+
+
+def test_model_sizes():
+    expected = {"tiny": (0.1e6, 0.2e6), "small": (28e6, 36e6), "gpt2-124m": (80e6, 90e6)}  # byte vocabulary
+    for size, (low, high) in expected.items():
+        with torch.device("meta"):
+            model = GPT(config_for(size, ByteTokenizer.vocab_size))
+        assert low < model.num_params() < high, size
+    assert (model.config.n_layer, model.config.n_embd, model.config.n_head, model.config.block_size) == (12, 768, 12, 1024)
+    non_embedding = model.num_params(with_position_embedding=False)
+    assert model.flops_per_token(1024) == 6 * non_embedding + 12 * 12 * 768 * 1024
+
+
+def test_tiny_model_loss_falls_on_real_text(shards):
+    config = TrainConfig(size="tiny", tokens=40 * 8 * 128, seq_len=128, batch_size=8, log_every=100)
+    result = train(config, [shards["wiki"]], log=lambda line: None)
+    losses = [loss for _, loss in result.losses]
+    assert len(losses) == 40 and result.tokens_seen == 40 * 8 * 128
+    assert abs(losses[0] - math.log(257)) < 0.15  # starts near uniform over the 257 symbols
+    assert np.mean(losses[-5:]) < losses[0] - 1.5
+
+
+def test_resume_continues_the_same_loss_curve(shards, tmp_path, monkeypatch):
+    monkeypatch.setattr(model_data, "DOCS_PER_RECORD_BATCH", 16)
+    config = TrainConfig(size="tiny", tokens=12 * 2 * 4 * 64, seq_len=64, batch_size=4, grad_accum=2, seed=3)
+    shards_ = [shards["wiki"], shards["articles"]]
+    quiet = lambda line: None  # noqa: E731
+    uninterrupted = train(config, shards_, tmp_path / "whole.pt", log=quiet)
+
+    first_part = train(config, shards_, tmp_path / "split.pt", log=quiet, stop_after_step=5)
+    assert first_part.steps == 5
+    resumed = train(config, shards_, tmp_path / "split.pt", log=quiet)
+
+    assert resumed.steps == uninterrupted.steps == 12
+    assert [t for t, _ in resumed.losses] == [t for t, _ in uninterrupted.losses]
+    np.testing.assert_allclose([l for _, l in resumed.losses], [l for _, l in uninterrupted.losses], rtol=0, atol=1e-6)
+    for name, param in uninterrupted.model.state_dict().items():
+        torch.testing.assert_close(resumed.model.state_dict()[name], param, rtol=0, atol=1e-6)
+
+    model, tokenizer = load_model(tmp_path / "split.pt")
+    assert tokenizer.state_dict() == resumed.tokenizer.state_dict()
+    torch.testing.assert_close(model.state_dict(), resumed.model.state_dict())
+    with pytest.raises(ValueError, match="different settings"):
+        train(replace(config, lr=1e-4), shards_, tmp_path / "split.pt", log=quiet)
+
+
+def test_byte_tokenizer_round_trip():
+    tokenizer = ByteTokenizer()
+    text = "Homarus gammarus — le homard européen"
+    document = tokenizer.encode_document(text)
+    assert document[0] == tokenizer.eos_id and len(document) == len(text.encode("utf-8")) + 1
+    assert tokenizer.decode(document) == text
+    assert ByteTokenizer.from_state_dict(tokenizer.state_dict()).vocab_size == 257
+
+
+class UniformModel(torch.nn.Module):
+    """Equal logits for all 257 symbols: log(257) nats for every token, computable by hand."""
+
+    def forward(self, idx):
+        return torch.zeros(*idx.shape, ByteTokenizer.vocab_size), None
+
+
+def test_bits_per_byte_hand_checked():
+    assert bits_per_byte(total_nats=20 * math.log(2), total_bytes=10) == pytest.approx(2.0)
+    docs = ["Homarus gammarus is a large crustacean.", "It is blue above.", "x" * 300]
+    score = score_documents(UniformModel(), ByteTokenizer(), docs, seq_len=32, batch_size=3, device="cpu")
+    ascii_bytes = sum(len(d) for d in docs)
+    assert score.bytes == score.tokens == ascii_bytes  # every byte scored once, separators not at all
+    assert score.bpb == pytest.approx(math.log2(257))
+    assert score.perplexity == pytest.approx(257)
+
+    # "é" is two UTF-8 bytes, so two tokens: still log2(257) bits per byte, 10 bytes for 9 characters
+    accented = score_documents(UniformModel(), ByteTokenizer(), ["caf\u00e9 noir"], 4, 2, "cpu")
+    assert (accented.bytes, accented.tokens) == (10, 10)
+    assert accented.bpb == pytest.approx(math.log2(257))
+
+
+def test_eval_dedup_drops_documents_seen_in_training(wiki_docs, articles):
+    training = articles[:50]
+    near_copy = training[7].replace("the", "a", 3) + " An extra closing sentence."
+    eval_docs = [training[3], near_copy, wiki_docs[-1], "Too short to have any 13-gram at all."]
+    kept, dropped = drop_training_overlap(eval_docs, iter(training))
+    assert dropped == [0, 1]
+    assert kept == eval_docs[2:]
+
+
+def test_pretrain_comparison_end_to_end(shards, wiki_docs, articles, tmp_path, capsys):
+    # The article is in the training shards, so it must be dropped; its paragraphs are joined by single
+    # newlines because the .txt reader splits documents at blank lines.
+    eval_docs = wiki_docs[-12:] + [articles[5].replace("\n\n", "\n")]
+    (tmp_path / "eval.txt").write_text("\n\n".join(eval_docs), encoding="utf-8")
+    out = tmp_path / "out"
+    argv = ["pretrain", "--shards", str(shards["articles"]), "--baseline", str(shards["wiki"] / "*.parquet"),
+            "--eval", str(tmp_path / "eval.txt"), "--tokens", "3k", "--seeds", "2", "--size", "tiny",
+            "--seq-len", "64", "--batch-size", "4", "--out", str(out), "--device", "cpu"]
+    assert model_cli_main(argv) == 0
+
+    report = json.loads((out / "report.json").read_text())
+    assert report["eval_docs_dropped"] == 1
+    assert report["eval"]["docs_scored"] == 12
+    assert set(report["arms"]) == {"refined", "baseline"}
+    for arm in report["arms"].values():
+        assert [run["seed"] for run in arm["runs"]] == [0, 1]
+        for run in arm["runs"]:
+            assert run["tokens_seen"] == 12 * 4 * 64  # 3k tokens rounded up to whole steps of 256
+            assert 0 < run["bpb"] < math.log2(257) + 0.5 and run["perplexity"] > 1
+        assert arm["mean"]["bpb"] == pytest.approx(np.mean([run["bpb"] for run in arm["runs"]]))
+        assert set(arm["mean"]) == {"bpb", "perplexity", "tokens_seen"}
+    refined, baseline = (report["arms"][a]["mean"]["bpb"] for a in ("refined", "baseline"))
+    assert report["bpb_relative_difference"] == pytest.approx((refined - baseline) / baseline)
+    markdown = (out / "report.md").read_text()
+    assert "| refined | 0 |" in markdown and "| baseline | 1 |" in markdown
+    assert (out / "loss_curves.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+    # Rerunning finds every run's finished checkpoint: nothing retrains, the scores are the same.
+    capsys.readouterr()
+    assert model_cli_main(argv) == 0
+    assert "resumed from" in capsys.readouterr().out
+    rerun = json.loads((out / "report.json").read_text())
+    assert rerun["arms"]["refined"]["runs"][1]["bpb"] == report["arms"]["refined"]["runs"][1]["bpb"]
+
+
+def test_pretrain_single_arm(shards, wiki_docs, tmp_path):
+    (tmp_path / "eval.jsonl").write_text("".join(json.dumps({"text": d}) + "\n" for d in wiki_docs[-5:]))
+    out = tmp_path / "out"
+    argv = ["pretrain", "--shards", str(shards["wiki"]), "--eval", str(tmp_path / "eval.jsonl"), "--tokens", "1000",
+            "--size", "tiny", "--seq-len", "64", "--batch-size", "4", "--out", str(out), "--device", "cpu"]
+    assert model_cli_main(argv) == 0
+    report = json.loads((out / "report.json").read_text())
+    assert list(report["arms"]) == ["refined"] and report["bpb_relative_difference"] is None
+    assert report["eval_docs_dropped"] == 0
