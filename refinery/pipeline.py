@@ -3,18 +3,16 @@ plan. Reading is one task per WARC file streaming blocks of records; the stages 
 outcome recorder run fused, one task per block, on every worker; kept rows go to Parquet."""
 from __future__ import annotations
 
-import json
 import logging
 import os
-import shutil
-from pathlib import Path
 
 import pyarrow as pa
-import pyarrow.parquet as pq
+import pyarrow.compute as pc
 import xxhash
 
 from refinery.config import RunConfig
 from refinery.io.sources import list_inputs, open_input
+from refinery.io.storage import Output
 from refinery.io.warc import ReadParams, read_warc
 from refinery.schema import REMOVED_COLUMNS, SHARD_COLUMNS
 from refinery.stages import apply_stage
@@ -68,29 +66,22 @@ def record_outcomes(batch: pa.Table, output: str, write_removed: bool) -> pa.Tab
     """The end of the filter phase for one batch: write its counts (and, if asked, its removed
     rows per stage) under names derived from its ids, so a retried task overwrites rather than
     doubles them; pass the kept rows on to the shard writer."""
+    out = Output(output)
     key = _batch_key(batch)
-    parts = Path(output, PARTS_DIR)
-    parts.mkdir(parents=True, exist_ok=True)
-    tmp = parts / f"{key}.json.tmp"
-    tmp.write_text(json.dumps(batch_counts(batch)))
-    tmp.rename(parts / f"{key}.json")
+    out.write_json(f"{PARTS_DIR}/{key}.json", batch_counts(batch))
     removed_by = batch.column("removed_by")
     if write_removed:
         for stage in set(removed_by.to_pylist()) - {None}:
-            rows = batch.filter(pa.compute.equal(removed_by, stage)).select(REMOVED_COLUMNS)
-            folder = Path(output, "removed", stage)
-            folder.mkdir(parents=True, exist_ok=True)
-            pq.write_table(rows, folder / f"part-{key}.parquet", compression="zstd")
-    return batch.filter(pa.compute.is_null(removed_by)).select(SHARD_COLUMNS)
+            rows = batch.filter(pc.equal(removed_by, stage)).select(REMOVED_COLUMNS)
+            out.write_parquet(f"removed/{stage}/part-{key}.parquet", rows)
+    return batch.filter(pc.is_null(removed_by)).select(SHARD_COLUMNS)
 
 
-def prepare_output(output: str, overwrite: bool) -> None:
-    out = Path(output)
-    if out.exists() and any(out.iterdir()):
+def prepare_output(out: Output, overwrite: bool) -> None:
+    if not out.is_empty():
         if not overwrite:
-            raise FileExistsError(f"output {output} is not empty: pass --overwrite to replace it")
-        shutil.rmtree(out)
-    out.mkdir(parents=True, exist_ok=True)
+            raise FileExistsError(f"output {out.uri} is not empty: pass --overwrite to replace it")
+        out.clear()
 
 
 def run(cfg: RunConfig, overwrite: bool = False) -> dict:
@@ -99,8 +90,8 @@ def run(cfg: RunConfig, overwrite: bool = False) -> dict:
     import ray.data
 
     files = list_inputs(cfg.input)
-    output = os.path.abspath(cfg.output)
-    prepare_output(output, overwrite)
+    out = Output(cfg.output)
+    prepare_output(out, overwrite)
     start_ray(cfg.workers)
     ctx = ray.data.DataContext.get_current()
     ctx.execution_options.preserve_order = True  # same inputs, same shards
@@ -123,17 +114,13 @@ def run(cfg: RunConfig, overwrite: bool = False) -> dict:
         record_outcomes,
         batch_size=cfg.read.batch_records,
         batch_format="pyarrow",
-        fn_kwargs={"output": output, "write_removed": cfg.write_removed},
+        fn_kwargs={"output": out.uri, "write_removed": cfg.write_removed},
     )
-    ds.write_parquet(
-        os.path.join(output, "shards"),
-        min_rows_per_file=cfg.shard_rows,
-        compression="zstd",
-    )
-    parts = [json.loads(p.read_text()) for p in sorted(Path(output, PARTS_DIR).glob("*.json"))]
+    ds.write_parquet(out.path("shards"), filesystem=out.fs, min_rows_per_file=cfg.shard_rows, compression="zstd")
+    parts = [out.read_json(rel) for rel in out.list_files(PARTS_DIR, ".json")]
     stats = funnel(merge_counts(parts), [s.stage for s in cfg.stages])
     stats["inputs"] = files
-    Path(output, "stats.json").write_text(json.dumps(stats, indent=2))
+    out.write_json("stats.json", stats)
     return stats
 
 
