@@ -8,6 +8,7 @@ from typing import Annotated, Any
 import yaml
 from pydantic import Field, ValidationError, field_validator, model_validator
 
+from refinery.dedup.phase import DedupParams
 from refinery.extract import ExtractParams
 from refinery.io.warc import ReadParams
 from refinery.params import Params
@@ -15,6 +16,7 @@ from refinery.stages import StageParams
 from refinery.filters.url import UrlFilterParams
 
 Stage = Annotated[StageParams, Field(discriminator="stage")]
+DedupStage = Annotated[DedupParams, Field(discriminator="stage")]
 
 
 class ConfigError(Exception):
@@ -30,6 +32,7 @@ class RunConfig(Params):
     write_removed: bool = False
     read: ReadParams = ReadParams()
     stages: list[Stage] = Field(min_length=1)
+    dedup: list[DedupStage] = Field(default_factory=list, description="global stages over the filtered shards")
 
     @field_validator("input", mode="before")
     @classmethod

@@ -14,7 +14,7 @@ REFINEDWEB_FUNNEL = {
     "gopher_repetition": 35.97,
     "gopher_quality": 30.15,
     "line_corrections": 23.34,
-    "fuzzy_dedup": 14.50,
+    "minhash": 14.50,  # fuzzy dedup
     "exact_dedup": 11.67,
 }
 KEPT = "kept"
