@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import logging
 import os
+import time
 
 import numpy as np
 import pyarrow as pa
@@ -102,19 +103,27 @@ def run(cfg: RunConfig, overwrite: bool = False) -> dict:
     ctx = ray.data.DataContext.get_current()
     ctx.execution_options.preserve_order = True  # same inputs, same shards
     ctx.target_max_block_size = 16 * 1024 * 1024  # several blocks per WARC file, so one file spreads over workers
+    # Task-based sort shuffle: ~5-10x faster than the actor-based hash shuffle for the dedup
+    # groupby on small clusters (measured on 2 cores: 0.5 s vs 4-7 s for 900k rows).
+    ctx.shuffle_strategy = ray.data.context.ShuffleStrategy.SORT_SHUFFLE_PULL_BASED
 
+    started = time.monotonic()
     filter_phase(cfg, files, out, FILTERED_DIR if cfg.dedup else "shards")
+    seconds = {"filter_phase": round(time.monotonic() - started, 2)}
     counts = merge_counts([out.read_json(rel) for rel in out.list_files(PARTS_DIR, ".json")])
     stage_names = [s.stage for s in cfg.stages]
     dedup_info = {}
     if cfg.dedup:
+        started = time.monotonic()
         dedup_info = dedup_phase(cfg, out)
+        seconds["dedup_phase"] = round(time.monotonic() - started, 2)
         dedup_counts = merge_counts([out.read_json(rel) for rel in out.list_files(DEDUP_PARTS_DIR, ".json")])
         counts = replace_kept(counts, dedup_counts)
         stage_names += [p.stage for p in cfg.dedup]
     stats = funnel(counts, stage_names)
     stats["dedup"] = dedup_info
     stats["inputs"] = files
+    stats["seconds"] = seconds
     out.write_json("stats.json", stats)
     return stats
 
@@ -164,7 +173,7 @@ def dedup_phase(cfg: RunConfig, out: Output) -> dict:
             rows = source.select_columns(columns).map_batches(
                 bucket_rows, batch_format="pyarrow", fn_kwargs={"p": p, "excluded": excluded}
             )
-            edges = rows.groupby("part").map_groups(partition_edges, batch_format="pyarrow")
+            edges = rows.groupby("part", num_partitions=p.partitions).map_groups(partition_edges, batch_format="pyarrow")
             pairs = [np.stack([b["doc"], b["kept"]], axis=1) for b in edges.iter_batches(batch_format="numpy")]
             doc, kept, sizes = removals(p, np.concatenate(pairs) if pairs else np.empty((0, 2), np.int64))
             removed["doc"].append(doc)
