@@ -121,6 +121,9 @@ def format_table(stats: dict) -> str:
         )
         for reason, n in s["removed"].items():
             lines.append(f"    {reason:<44}{n:>8,}")
+    for stage, d in stats.get("dedup", {}).items():
+        sizes = ", ".join(f"{n} of size {size}" for size, n in d["cluster_sizes"].items()) or "none"
+        lines.append(f"{stage} clusters: {sizes}")
     k = stats["kept"]
     lines += ["", f"kept: {k['docs']:,} documents, {k['words']:,} words, {k['chars']:,} characters"]
     for e in stats["errors"]:
