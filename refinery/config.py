@@ -3,13 +3,14 @@ starts: an unknown key or a bad value fails with the dotted path of the field.""
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Union
 
 import yaml
-from pydantic import Field, ValidationError, field_validator, model_validator
+from pydantic import Discriminator, Field, Tag, ValidationError, field_validator, model_validator
 
 from refinery.dedup.phase import DedupParams
 from refinery.extract import ExtractParams
+from refinery.io.sources import CrawlInput
 from refinery.io.warc import ReadParams
 from refinery.params import Params
 from refinery.stages import StageParams
@@ -17,6 +18,11 @@ from refinery.filters.url import UrlFilterParams
 
 Stage = Annotated[StageParams, Field(discriminator="stage")]
 DedupStage = Annotated[DedupParams, Field(discriminator="stage")]
+# paths, globs and URLs (local, https://, s3://), or a Common Crawl crawl by id
+Input = Annotated[
+    Union[Annotated[list[str], Tag("paths")], Annotated[CrawlInput, Tag("crawl")]],
+    Discriminator(lambda v: "crawl" if isinstance(v, (dict, CrawlInput)) else "paths"),
+]
 
 
 class ConfigError(Exception):
@@ -24,7 +30,7 @@ class ConfigError(Exception):
 
 
 class RunConfig(Params):
-    input: list[str] = Field(default_factory=list, description="WARC paths or globs")
+    input: Input = Field(default_factory=list, description="WARC paths, globs, URLs, or {crawl: ID, files: N}")
     output: str = "out"
     workers: int | None = Field(None, ge=1, description="CPUs for the local Ray; default: all")
     limit: int | None = Field(None, ge=1, description="stop after this many WARC records")

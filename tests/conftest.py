@@ -19,10 +19,13 @@ def data_dir() -> Path:
     return DATA
 
 
-def run_cli(*args: str, timeout: float = 600) -> subprocess.CompletedProcess:
-    """`refinery ARGS` in a subprocess with a local Ray, output captured."""
+def run_cli(*args: str, timeout: float = 600, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
+    """`refinery ARGS` in a subprocess with a local Ray, output captured; `env` adds to (or,
+    e.g. with RAY_ADDRESS, sets in) the inherited environment."""
+    extra = env or {}
     env = dict(os.environ)
     env.pop("RAY_ADDRESS", None)
+    env.update(extra)
     return subprocess.run(
         [sys.executable, "-m", "refinery.cli", *args],
         cwd=REPO,

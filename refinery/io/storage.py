@@ -1,13 +1,55 @@
 """The output location of a run, local or object storage (s3://...), through pyarrow's
-filesystems, so the same code writes shards and stats on a laptop and on a cluster."""
+filesystems, so the same code writes shards and stats on a laptop and on a cluster.
+
+S3-compatible stores (MinIO, Ceph, R2, ...): set `AWS_ENDPOINT_URL` (or `AWS_ENDPOINT_URL_S3`, or
+`REFINERY_S3_ENDPOINT`, which wins) to e.g. `http://minio:9000`; credentials come from the usual AWS
+chain (`AWS_ACCESS_KEY_ID` / `AWS_SECRET_ACCESS_KEY`, ~/.aws, an instance role). A URI may also carry
+pyarrow's own options, e.g. `s3://bucket/out?endpoint_override=minio:9000&scheme=http`."""
 from __future__ import annotations
 
 import json
 import os
+import re
+from urllib.parse import urlsplit
 
 import pyarrow as pa
 import pyarrow.fs as pafs
 import pyarrow.parquet as pq
+
+
+S3_ENDPOINT_VARS = ("REFINERY_S3_ENDPOINT", "AWS_ENDPOINT_URL_S3", "AWS_ENDPOINT_URL")
+
+
+def s3_endpoint() -> str | None:
+    """The S3 endpoint override from the environment, if any (the first set of S3_ENDPOINT_VARS)."""
+    return next((os.environ[v] for v in S3_ENDPOINT_VARS if os.environ.get(v)), None)
+
+
+# pyarrow's options in a URI, `?key=value&...`; a `?` followed by anything else is part of the path (a glob)
+_QUERY = re.compile(r"\?((?:[a-z_]+=[^&/?]*&?)+)$")
+
+
+def split_query(uri: str) -> tuple[str, str]:
+    """`s3://b/k?scheme=http` -> (`s3://b/k`, `scheme=http`); ('', when there are no options)."""
+    m = _QUERY.search(uri)
+    return (uri[: m.start()], m.group(1)) if m else (uri, "")
+
+
+def filesystem(uri: str) -> tuple[pafs.FileSystem, str]:
+    """The pyarrow filesystem of a local path or URI, and the path inside it. An `s3://` URI
+    with an endpoint override in the environment gets an S3FileSystem on that endpoint built
+    here, because pyarrow's from_uri would first ask AWS for the bucket's region."""
+    if "://" not in uri:
+        return pafs.LocalFileSystem(), os.path.abspath(uri)
+    base, query = split_query(uri)
+    scheme, rest = base.split("://", 1)
+    endpoint = s3_endpoint()
+    if scheme.lower() == "s3" and endpoint and not query:
+        parts = urlsplit(endpoint if "://" in endpoint else f"https://{endpoint}")
+        region = os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION") or "us-east-1"
+        fs = pafs.S3FileSystem(endpoint_override=parts.netloc, scheme=parts.scheme, region=region, connect_timeout=10)
+        return fs, rest.rstrip("/")
+    return pafs.FileSystem.from_uri(uri)
 
 
 class Output:
@@ -18,7 +60,7 @@ class Output:
         if "://" not in uri:
             uri = os.path.abspath(uri)
         self.uri = uri
-        self.fs, self.root = pafs.FileSystem.from_uri(uri)
+        self.fs, self.root = filesystem(uri)
         self.local = isinstance(self.fs, pafs.LocalFileSystem)
 
     def path(self, *parts: str) -> str:
