@@ -38,7 +38,7 @@ from conftest import REPO, run_cli
 RAY = Path(sys.executable).with_name("ray")
 LIMIT = "200"  # records: keeps both runs short (the sample has 1,171)
 HEAD_IP, WORKER_IP = "127.0.0.2", "127.0.0.3"
-EXCLUDES = [".venv", ".git", "out", "*.egg-info", "__pycache__", ".pytest_cache"]
+EXCLUDES = [".venv", ".git", "out", "build", "*.egg-info", "__pycache__", ".pytest_cache"]
 
 
 def free_port(host: str = "127.0.0.1") -> int:
