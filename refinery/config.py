@@ -14,6 +14,7 @@ from refinery.io.sources import CrawlInput
 from refinery.io.warc import ReadParams
 from refinery.params import Params
 from refinery.stages import StageParams
+from refinery.filters.language import LanguagePrefilterParams
 from refinery.filters.url import UrlFilterParams
 
 Stage = Annotated[StageParams, Field(discriminator="stage")]
@@ -53,8 +54,10 @@ class RunConfig(Params):
                 if seen_extract:
                     raise ValueError(f"stages.{i}: extract appears twice")
                 seen_extract = True
-            elif not isinstance(st, UrlFilterParams) and not seen_extract:
+            elif not isinstance(st, (UrlFilterParams, LanguagePrefilterParams)) and not seen_extract:
                 raise ValueError(f"stages.{i}: {st.stage} works on text, so it must come after extract")
+            elif isinstance(st, LanguagePrefilterParams) and seen_extract:
+                raise ValueError(f"stages.{i}: language_prefilter works on HTML, so it must come before extract")
         return self
 
 

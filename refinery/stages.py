@@ -19,13 +19,20 @@ from refinery.filters.gopher import (
     gopher_quality,
     gopher_repetition,
 )
-from refinery.filters.language import LanguageParams, identify_language, language_reason
+from refinery.filters.language import (
+    LanguageParams,
+    LanguagePrefilterParams,
+    identify_language,
+    language_prefilter,
+    language_reason,
+)
 from refinery.filters.lines import LineCorrectionsParams, line_corrections
 from refinery.filters.url import UrlFilterParams, url_filter
 from refinery.schema import ROW
 
 StageParams = Union[
     UrlFilterParams,
+    LanguagePrefilterParams,
     ExtractParams,
     LanguageParams,
     GopherRepetitionParams,
@@ -41,6 +48,15 @@ RowStep = Callable[[dict, StageParams], "str | None"]
 
 def _url_step(row: dict, p: UrlFilterParams) -> str | None:
     return url_filter(row["url"], row["domain"], p)
+
+
+def _prefilter_step(row: dict, p: LanguagePrefilterParams) -> str | None:
+    """A page it drops keeps the language and score it was dropped for; for the others, the
+    language stage sets them from the extracted text."""
+    reason, language, score = language_prefilter(row["html"], p)
+    if reason:
+        row["language"], row["language_score"] = language, score
+    return reason
 
 
 def _extract_step(row: dict, p: ExtractParams) -> str | None:
@@ -69,6 +85,7 @@ def _text_modifier(modify: Callable) -> RowStep:
 
 ROW_STEPS: dict[type, RowStep] = {
     UrlFilterParams: _url_step,
+    LanguagePrefilterParams: _prefilter_step,
     ExtractParams: _extract_step,
     LanguageParams: _language_step,
     GopherRepetitionParams: _document_filter(gopher_repetition),

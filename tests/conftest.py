@@ -1,6 +1,7 @@
 """Shared test helpers: where the real data lives, and running the `refinery` CLI as a user does."""
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -34,3 +35,13 @@ def run_cli(*args: str, timeout: float = 600, env: dict[str, str] | None = None)
         text=True,
         timeout=timeout,
     )
+
+
+@pytest.fixture(scope="session")
+def crawl_run(data_dir, tmp_path_factory):
+    """One `refinery run pipelines/cc.yaml --write-removed` over crawl-sample, shared by the tests
+    that read its output: (output folder, the finished process, stats.json)."""
+    out = tmp_path_factory.mktemp("crawl") / "out"
+    proc = run_cli("run", "pipelines/cc.yaml", "--input", str(data_dir / "crawl-sample" / "real-pages.warc.gz"), "--output", str(out), "--write-removed")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return out, proc, json.loads((out / "stats.json").read_text())
