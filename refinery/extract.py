@@ -20,7 +20,7 @@ _SPACES_BEFORE_NEWLINE = re.compile(r"[ \t]+\n")
 
 class ExtractParams(Params):
     stage: Literal["extract"] = "extract"
-    timeout_s: float = Field(1.0, gt=0, description="per-page time limit (needs the worker's main thread)")
+    timeout_s: float = Field(1.0, gt=0, description="per-page CPU-time limit (needs the worker's main thread)")
     max_html_chars: int = Field(5_000_000, ge=1, description="longer pages are dropped, not extracted")
     favor_precision: bool = True
     include_tables: bool = False
@@ -34,8 +34,10 @@ class ExtractionTimeout(Exception):
 
 @contextmanager
 def time_limit(seconds: float):
-    """Raise ExtractionTimeout in the block after `seconds`. SIGALRM only reaches the main
-    thread; elsewhere (rare: Ray runs tasks on the main thread) the block runs unbounded."""
+    """Raise ExtractionTimeout in the block after `seconds` of the process's CPU time, not wall
+    time, so that what times out does not depend on how busy the machine is. The signal only
+    reaches the main thread; elsewhere (rare: Ray runs tasks on the main thread) the block runs
+    unbounded."""
     if threading.current_thread() is not threading.main_thread():
         yield
         return
@@ -43,13 +45,13 @@ def time_limit(seconds: float):
     def _raise(signum, frame):
         raise ExtractionTimeout()
 
-    previous = signal.signal(signal.SIGALRM, _raise)
-    signal.setitimer(signal.ITIMER_REAL, seconds)
+    previous = signal.signal(signal.SIGPROF, _raise)
+    signal.setitimer(signal.ITIMER_PROF, seconds)
     try:
         yield
     finally:
-        signal.setitimer(signal.ITIMER_REAL, 0)
-        signal.signal(signal.SIGALRM, previous)
+        signal.setitimer(signal.ITIMER_PROF, 0)
+        signal.signal(signal.SIGPROF, previous)
 
 
 def clean_text(text: str) -> str:

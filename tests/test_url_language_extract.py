@@ -77,3 +77,8 @@ def test_time_limit_interrupts_a_hanging_call():
             while True:
                 pass
     assert time.monotonic() - start < 2
+
+
+def test_time_limit_counts_cpu_time_so_a_busy_machine_times_out_nothing_more():
+    with time_limit(0.2):
+        time.sleep(0.5)  # waiting (as on a loaded machine) uses no CPU time of this process
