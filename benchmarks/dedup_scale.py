@@ -435,6 +435,7 @@ def measure(folder: Path, bands: int, rows: int, hash_bits: int | None, workers:
     started = time.monotonic()
     sampler.start()
     info = pipeline.dedup_phase(cfg, out)
+    pipeline.publish_shards(out)
     wall = time.monotonic() - started
     result = sampler.finish()
     if trace:

@@ -1,8 +1,10 @@
 """The only module that knows Ray: it starts or joins Ray and wires the stages into a Ray Data
-plan. Reading is one task per WARC file streaming blocks of records; the stages and the
-outcome recorder run fused, one task per block, on every worker; kept rows go to Parquet."""
+plan. Reading is one task per WARC file streaming blocks of records; the stages and the commit
+of each batch run fused, one task per block, on every worker; a final pass (dedup, or plain
+compaction) writes the shards. What is committed where, for resuming: refinery.resume."""
 from __future__ import annotations
 
+import json
 import logging
 import os
 import time
@@ -10,7 +12,6 @@ import time
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
-import xxhash
 
 from refinery.config import RunConfig
 from refinery.io.sources import list_inputs, open_input
@@ -18,7 +19,12 @@ from refinery.io.storage import Output
 from refinery.io.warc import ReadParams, read_warc
 from refinery.dedup.clusters import doc_ids_from_strings
 from refinery.dedup.phase import REASONS, UrlDedupParams, bucket_rows, partition_edges, removals
-from refinery.schema import REMOVED_COLUMNS, SHARD, SHARD_COLUMNS
+from refinery.crash_guard import ATTEMPTS_DIR, guarded
+from refinery.resume import (
+    COMPLETE, FILTERED_DIR, INPUTS_DIR, PARTS_DIR, RESUME, STAGING_DIR,
+    as_ranges, discard_unfinished, inputs_to_do, open_run, part_name,
+)
+from refinery.schema import REMOVED_COLUMNS, SHARD, SHARD_COLUMNS, ids_hash
 from refinery.stages import apply_stage
 from refinery.stats import KEPT, batch_counts, format_table, funnel, merge_counts
 
@@ -27,9 +33,10 @@ log = logging.getLogger(__name__)
 # Ray rewrites 127.0.0.1 to the host's interface address; any other loopback address is kept,
 # so a local run never listens on or talks to anything but loopback.
 LOCAL_NODE_IP = os.environ.get("REFINERY_NODE_IP", "127.0.0.2")
-PARTS_DIR = "_parts"
 DEDUP_PARTS_DIR = "_parts_dedup"
-FILTERED_DIR = "_filtered"
+# Ray retries a task whose worker died, by default forever; the crash guard needs two retries
+# per record that kills its worker, so this bounds a batch to a few such records.
+MAX_TASK_RETRIES = 8
 
 
 def start_ray(workers: int | None) -> None:
@@ -42,63 +49,90 @@ def start_ray(workers: int | None) -> None:
     if os.environ.get("RAY_ADDRESS"):
         ray.init(log_to_driver=False)
     else:
+        # a local run phones nowhere: Ray's usage reporting is off unless the user turns it on
+        os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
         ray.init(num_cpus=workers, _node_ip_address=LOCAL_NODE_IP, include_dashboard=False, log_to_driver=False)
 
 
-def read_files(batch: pa.Table, read: ReadParams):
-    for path in batch.column("path").to_pylist():
+def read_files(batch: pa.Table, read: ReadParams, output: str):
+    """Records of each input, numbered, less those a previous attempt committed; at the end of
+    an input, its record count (which tells a re-run when the input is finished)."""
+    out = Output(output)
+    for path, name, skip in zip(*(batch.column(c).to_pylist() for c in ("path", "name", "skip"))):
+        skip = json.loads(skip)
+        n = 0
         with open_input(path) as stream:
-            yield from read_warc(stream, path, read)
+            for rows in read_warc(stream, path, read):
+                index = np.arange(n, n + rows.num_rows)
+                n += rows.num_rows
+                rows = rows.set_column(rows.schema.get_field_index("source_record"), "source_record", pa.array(index))
+                todo = np.ones(len(index), dtype=bool)
+                for a, b in skip:
+                    todo &= (index < a) | (index >= b)
+                if todo.any():
+                    yield rows.filter(pa.array(todo))
+        out.write_json(f"{INPUTS_DIR}/{name}.json", {"path": path, "records": n})
 
 
 def named_stage(name: str):
-    """apply_stage under the stage's name, so Ray's progress bars say which stage is which."""
+    """apply_stage under the stage's name (so Ray's progress bars say which stage is which),
+    guarded against records that kill their worker."""
 
-    def stage(batch: pa.Table, p, keep_removed_text: bool) -> pa.Table:
-        return apply_stage(batch, p, keep_removed_text)
+    def stage(batch: pa.Table, p, keep_removed_text: bool, output: str) -> pa.Table:
+        return guarded(batch, name, lambda b: apply_stage(b, p, keep_removed_text), Output(output))
 
     stage.__name__ = stage.__qualname__ = name
     return stage
 
 
-def _batch_key(batch: pa.Table) -> str:
-    h = xxhash.xxh64()
-    for rid in batch.column("id").to_pylist():
-        h.update(((rid or "") + "\n").encode())
-    return h.hexdigest()
-
-
-def record_outcomes(batch: pa.Table, output: str, write_removed: bool, parts_dir: str = PARTS_DIR) -> pa.Table:
-    """The end of a phase for one batch: write its counts (and, if asked, its removed rows per
-    stage) under names derived from its ids, so a retried task overwrites rather than doubles
-    them; pass the kept rows on to the shard writer."""
-    out = Output(output)
-    key = _batch_key(batch)
-    out.write_json(f"{parts_dir}/{key}.json", batch_counts(batch))
+def write_outcomes(out: Output, name: str, batch: pa.Table, write_removed: bool, parts_dir: str, extra: dict | None = None) -> pa.Table:
+    """The end of a phase for a batch: its removed rows per stage (if asked), then its counts,
+    written last, under `name`; returns the kept rows."""
     removed_by = batch.column("removed_by")
     if write_removed:
         columns = [c for c in REMOVED_COLUMNS + ["duplicate_of"] if c in batch.column_names]
         for stage in set(removed_by.to_pylist()) - {None}:
             rows = batch.filter(pc.equal(removed_by, stage)).select(columns)
-            out.write_parquet(f"removed/{stage}/part-{key}.parquet", rows)
-    return batch.filter(pc.is_null(removed_by)).select(SHARD_COLUMNS)
+            out.write_parquet(f"removed/{stage}/{name}.parquet", rows)
+    kept = batch.filter(pc.is_null(removed_by)).select(SHARD_COLUMNS)
+    if extra is not None and kept.num_rows:
+        out.write_parquet(f"{FILTERED_DIR}/{name}.parquet", kept)
+    out.write_json(f"{parts_dir}/{name}.json", batch_counts(batch) | (extra or {}))
+    return kept
 
 
-def prepare_output(out: Output, overwrite: bool) -> None:
-    if not out.is_empty():
-        if not overwrite:
-            raise FileExistsError(f"output {out.uri} is not empty: pass --overwrite to replace it")
-        out.clear()
+def commit_parts(batch: pa.Table, output: str, names: dict[str, str], write_removed: bool) -> pa.Table:
+    """Commit a batch of the filter phase, one part per input it holds (see refinery.resume)."""
+    out = Output(output)
+    sources = batch.column("source")
+    committed = 0
+    for source in pc.unique(sources).to_pylist():
+        rows = batch.filter(pc.equal(sources, source))
+        records = rows.column("source_record").to_numpy()
+        name = part_name(names[source], records)
+        write_outcomes(out, name, rows, write_removed, PARTS_DIR, {"input": names[source], "ranges": as_ranges(records)})
+        committed += rows.num_rows
+    return pa.table({"records": [committed]})
+
+
+def dedup_outcomes(batch: pa.Table, output: str, write_removed: bool) -> pa.Table:
+    return write_outcomes(Output(output), ids_hash(batch), batch, write_removed, DEDUP_PARTS_DIR)
 
 
 def run(cfg: RunConfig, overwrite: bool = False) -> dict:
-    """Run the filter phase, then the dedup phase if configured; returns the stats also
-    written to OUTPUT/stats.json."""
+    """Run the filter phase over the inputs not finished yet, then the final pass (dedup if
+    configured, else compaction into shards); returns the stats also written to OUTPUT/stats.json.
+    Re-running the command of an interrupted run resumes it (refinery.resume)."""
     import ray.data
 
     files = list_inputs(cfg.input)
     out = Output(cfg.output)
-    prepare_output(out, overwrite)
+    state = open_run(out, cfg, files, overwrite)
+    if state == COMPLETE:
+        log.warning("%s holds a finished run of this config: nothing to do", out.uri)
+        return out.read_json("stats.json")
+    if state == RESUME:
+        discard_unfinished(out, [p.stage for p in cfg.dedup])
     start_ray(cfg.workers)
     ctx = ray.data.DataContext.get_current()
     ctx.execution_options.preserve_order = True  # same inputs, same shards
@@ -108,33 +142,42 @@ def run(cfg: RunConfig, overwrite: bool = False) -> dict:
     ctx.shuffle_strategy = ray.data.context.ShuffleStrategy.SORT_SHUFFLE_PULL_BASED
 
     started = time.monotonic()
-    filter_phase(cfg, files, out, FILTERED_DIR if cfg.dedup else "shards")
+    todo = inputs_to_do(out, files)
+    if todo:
+        filter_phase(cfg, todo, out)
     seconds = {"filter_phase": round(time.monotonic() - started, 2)}
-    counts = merge_counts([out.read_json(rel) for rel in out.list_files(PARTS_DIR, ".json")])
+    counts = merge_counts(out.read_jsons(out.list_files(PARTS_DIR, ".json")))
     stage_names = [s.stage for s in cfg.stages]
     dedup_info = {}
+    started = time.monotonic()
     if cfg.dedup:
-        started = time.monotonic()
         dedup_info = dedup_phase(cfg, out)
         seconds["dedup_phase"] = round(time.monotonic() - started, 2)
-        dedup_counts = merge_counts([out.read_json(rel) for rel in out.list_files(DEDUP_PARTS_DIR, ".json")])
+        dedup_counts = merge_counts(out.read_jsons(out.list_files(DEDUP_PARTS_DIR, ".json")))
         counts = replace_kept(counts, dedup_counts)
         stage_names += [p.stage for p in cfg.dedup]
+    else:
+        compact(cfg, out)
+        seconds["compaction"] = round(time.monotonic() - started, 2)
+    publish_shards(out)
     stats = funnel(counts, stage_names)
     stats["dedup"] = dedup_info
     stats["inputs"] = files
     stats["seconds"] = seconds
     out.write_json("stats.json", stats)
+    for rel in (FILTERED_DIR, ATTEMPTS_DIR, STAGING_DIR):
+        out.delete(rel)
     return stats
 
 
-def filter_phase(cfg: RunConfig, files: list[str], out: Output, shards_dir: str) -> None:
+def filter_phase(cfg: RunConfig, todo: list[dict], out: Output) -> None:
+    """Every record of the inputs to do through the stages, committed in parts."""
     import ray.data
 
-    ds = ray.data.from_items([{"path": f} for f in files], override_num_blocks=max(1, len(files)))
+    ds = ray.data.from_items(todo, override_num_blocks=len(todo))
     # A fractional CPU keeps reading from fusing with the stages, so the blocks of one file
     # are processed in parallel rather than in the reading task.
-    ds = ds.map_batches(read_files, batch_size=1, batch_format="pyarrow", fn_kwargs={"read": cfg.read}, num_cpus=0.25)
+    ds = ds.map_batches(read_files, batch_size=1, batch_format="pyarrow", fn_kwargs={"read": cfg.read, "output": out.uri}, num_cpus=0.25)
     if cfg.limit:
         ds = ds.limit(cfg.limit)
     for params in cfg.stages:
@@ -142,15 +185,34 @@ def filter_phase(cfg: RunConfig, files: list[str], out: Output, shards_dir: str)
             named_stage(params.stage),
             batch_size=cfg.read.batch_records,
             batch_format="pyarrow",
-            fn_kwargs={"p": params, "keep_removed_text": cfg.write_removed},
+            fn_kwargs={"p": params, "keep_removed_text": cfg.write_removed, "output": out.uri},
+            max_retries=MAX_TASK_RETRIES,
         )
     ds = ds.map_batches(
-        record_outcomes,
+        commit_parts,
         batch_size=cfg.read.batch_records,
         batch_format="pyarrow",
-        fn_kwargs={"output": out.uri, "write_removed": cfg.write_removed},
+        fn_kwargs={"output": out.uri, "names": {t["path"]: t["name"] for t in todo}, "write_removed": cfg.write_removed},
+        max_retries=MAX_TASK_RETRIES,
     )
-    ds.write_parquet(out.path(shards_dir), filesystem=out.fs, min_rows_per_file=cfg.shard_rows, compression="zstd")
+    for _ in ds.iter_batches(batch_size=None):
+        pass
+
+
+def compact(cfg: RunConfig, out: Output) -> None:
+    """Without dedup, the final pass only gathers the committed parts' kept rows into shards."""
+    import ray.data
+
+    files = [out.path(f) for f in out.list_files(FILTERED_DIR, ".parquet")]
+    ds = ray.data.read_parquet(files, filesystem=out.fs) if files else ray.data.from_arrow(SHARD.empty_table())
+    ds.write_parquet(out.path(STAGING_DIR), filesystem=out.fs, min_rows_per_file=cfg.shard_rows, compression="zstd")
+
+
+def publish_shards(out: Output) -> None:
+    """The final pass writes shards under a staging folder; only whole files move to `shards/`,
+    renamed in order, so no reader ever sees a partial shard under its final name."""
+    for i, rel in enumerate(out.list_files(STAGING_DIR, ".parquet")):
+        out.move(rel, f"shards/part-{i:05d}.parquet")
 
 
 def dedup_phase(cfg: RunConfig, out: Output) -> dict:
@@ -195,12 +257,8 @@ def dedup_phase(cfg: RunConfig, out: Output) -> dict:
         )
     else:
         final = ray.data.from_arrow(SHARD.empty_table())
-    final = final.map_batches(
-        record_outcomes,
-        batch_format="pyarrow",
-        fn_kwargs={"output": out.uri, "write_removed": cfg.write_removed, "parts_dir": DEDUP_PARTS_DIR},
-    )
-    final.write_parquet(out.path("shards"), filesystem=out.fs, min_rows_per_file=cfg.shard_rows, compression="zstd")
+    final = final.map_batches(dedup_outcomes, batch_format="pyarrow", fn_kwargs={"output": out.uri, "write_removed": cfg.write_removed})
+    final.write_parquet(out.path(STAGING_DIR), filesystem=out.fs, min_rows_per_file=cfg.shard_rows, compression="zstd")
     return info
 
 

@@ -1,6 +1,7 @@
 """The Arrow schemas of a document row as it moves through the stages, of an output shard row,
 and of a removed row. Every batch in the pipeline has `ROW` exactly, so stages compose freely."""
 import pyarrow as pa
+import xxhash
 
 # A row moving through the filter phase. `removed_by`/`reason` are null while the document is
 # alive; the stage that drops it sets them, and later stages pass it through untouched, so every
@@ -13,6 +14,7 @@ ROW = pa.schema(
         ("date", pa.string()),  # WARC-Date, ISO 8601 as written in the record
         ("source", pa.string()),  # the WARC file the record came from
         ("source_offset", pa.int64()),  # byte offset of the record in that (compressed) file
+        ("source_record", pa.int64()),  # ordinal of the record in that file, from 0: what a resumed run skips
         ("record_type", pa.string()),  # WARC-Type
         ("http_status", pa.int32()),
         ("content_type", pa.string()),
@@ -47,3 +49,11 @@ def empty_rows() -> pa.Table:
 def rows_from_pylist(rows: list[dict]) -> pa.Table:
     """Rows given as dicts (missing keys are null) as a table with the ROW schema."""
     return pa.Table.from_pylist(rows, schema=ROW)
+
+
+def ids_hash(batch: pa.Table) -> str:
+    """A name for a batch from its documents' ids: the same batch, retried, gets the same name."""
+    h = xxhash.xxh64()
+    for rid in batch.column("id").to_pylist():
+        h.update(((rid or "") + "\n").encode())
+    return h.hexdigest()

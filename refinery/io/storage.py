@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+from concurrent.futures import ThreadPoolExecutor
 import re
 from urllib.parse import urlsplit
 
@@ -64,7 +65,7 @@ class Output:
         self.local = isinstance(self.fs, pafs.LocalFileSystem)
 
     def path(self, *parts: str) -> str:
-        return "/".join([self.root.rstrip("/"), *parts])
+        return "/".join([self.root.rstrip("/"), *(p for p in parts if p)])
 
     def is_empty(self) -> bool:
         info = self.fs.get_file_info(self.root)
@@ -99,6 +100,34 @@ class Output:
     def read_json(self, rel: str):
         with self.fs.open_input_stream(self.path(rel)) as f:
             return json.loads(f.read())
+
+    def read_jsons(self, rels: list[str]) -> list:
+        """Many small JSON files (per-batch counts), fetched in parallel: on object storage each is a request."""
+        with ThreadPoolExecutor(max_workers=32) as pool:
+            return list(pool.map(self.read_json, rels))
+
+    def read_json_if_exists(self, rel: str):
+        try:
+            return self.read_json(rel)
+        except FileNotFoundError:
+            return None
+
+    def exists(self, rel: str) -> bool:
+        return self.fs.get_file_info(self.path(rel)).type != pafs.FileType.NotFound
+
+    def delete(self, rel: str) -> None:
+        """Remove a file or a folder; nothing there is fine."""
+        info = self.fs.get_file_info(self.path(rel))
+        if info.type == pafs.FileType.Directory:
+            self.fs.delete_dir(self.path(rel))
+        elif info.type != pafs.FileType.NotFound:
+            self.fs.delete_file(self.path(rel))
+
+    def move(self, src: str, dst: str) -> None:
+        """A whole file to a new name (a rename locally; a server-side copy then a delete on S3,
+        so the new name never shows a partial file)."""
+        self.fs.create_dir(self.path(dst).rsplit("/", 1)[0], recursive=True)
+        self.fs.move(self.path(src), self.path(dst))
 
     def list_files(self, rel: str, suffix: str = "") -> list[str]:
         """Relative paths of the files under `rel` ending in `suffix`, sorted."""

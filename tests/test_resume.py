@@ -1,0 +1,153 @@
+"""Runs that survive failure: `refinery run` killed with SIGKILL (driver and local Ray, as when a
+machine dies) at several points and re-run gives what an uninterrupted run gives; a changed
+config is refused; a worker killed on a record is retried, and a record that kills its worker
+every time is removed with a reason instead of being retried forever."""
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pyarrow.parquet as pq
+import pytest
+import yaml
+
+from conftest import REPO, run_cli
+from warc_builders import split_warc
+
+RECORDS = 300  # the first 300 records of crawl-sample, in two input files
+
+
+@pytest.fixture(scope="module")
+def setup(data_dir, tmp_path_factory):
+    """Two input WARCs, a config (cc.yaml, removed rows written, fewer dedup partitions for a
+    small input), and the output of one uninterrupted run."""
+    folder = tmp_path_factory.mktemp("resume")
+    inputs = split_warc(data_dir / "crawl-sample" / "real-pages.warc.gz", folder / "in", RECORDS, 2)
+    config = yaml.safe_load((REPO / "pipelines" / "cc.yaml").read_text())
+    config.update(input=[str(p) for p in inputs], write_removed=True, shard_rows=50)
+    for d in config["dedup"]:
+        d["partitions"] = 4
+    cfg = folder / "run.yaml"
+    cfg.write_text(yaml.safe_dump(config))
+    reference = folder / "reference"
+    proc = run_cli("run", str(cfg), "--output", str(reference))
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return cfg, reference
+
+
+def outcome(out: Path) -> dict:
+    """Everything a user reads from a finished run: shard rows, removed rows per stage, stats."""
+    stats = json.loads((out / "stats.json").read_text())
+    stats.pop("seconds")
+    shards = pq.read_table(out / "shards").sort_by("id").to_pylist()
+    removed = {}
+    for stage in sorted(p.name for p in (out / "removed").iterdir()):
+        removed[stage] = sorted(pq.read_table(out / "removed" / stage).sort_by("id").to_pylist(), key=lambda r: r["id"])
+    return {"stats": stats, "shards": shards, "removed": removed}
+
+
+def start_run(cfg: Path, out: Path, env: dict | None = None) -> subprocess.Popen:
+    """`refinery run` in a session of its own, so that it and the Ray it starts can be killed together."""
+    return subprocess.Popen(
+        [sys.executable, "-m", "refinery.cli", "run", str(cfg), "--output", str(out)],
+        cwd=REPO, env={**os.environ, **(env or {})}, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+
+
+def kill_session(proc: subprocess.Popen) -> None:
+    """SIGKILL every process of the run's session: the CLI, Ray's GCS, raylet and workers."""
+    for pid in os.listdir("/proc"):
+        if pid.isdigit():
+            try:
+                if os.getsid(int(pid)) == proc.pid:
+                    os.kill(int(pid), signal.SIGKILL)
+            except (ProcessLookupError, PermissionError):
+                pass
+    proc.wait(timeout=30)
+
+
+def files(out: Path, folder: str, suffix: str = "") -> list[Path]:
+    return sorted((out / folder).rglob(f"*{suffix}")) if (out / folder).exists() else []
+
+
+KILL_POINTS = {
+    # filter phase under way: some batches committed, most not
+    "first_part_committed": lambda out: len(files(out, "_parts", ".json")) >= 1,
+    # one input read through, the other not finished
+    "first_input_read": lambda out: len(files(out, "_inputs", ".json")) >= 1,
+    # filter phase done, final pass (dedup) under way
+    "final_pass_started": lambda out: len(files(out, "_parts_dedup", ".json")) >= 1 or len(files(out, "_staging")) >= 1,
+}
+
+
+@pytest.mark.parametrize("point", list(KILL_POINTS))
+def test_killed_run_resumes_to_the_uninterrupted_result(setup, tmp_path, point):
+    cfg, reference = setup
+    out = tmp_path / "out"
+    proc = start_run(cfg, out)
+    deadline = time.monotonic() + 300
+    try:
+        while not KILL_POINTS[point](out):
+            assert proc.poll() is None, f"run ended before {point}"
+            assert time.monotonic() < deadline, f"{point} not reached"
+            time.sleep(0.02)
+    finally:
+        kill_session(proc)
+    assert not (out / "stats.json").exists()
+    # whatever is under a final name is whole: every Parquet file reads, every JSON parses
+    for f in out.rglob("*"):
+        if f.is_file() and ".tmp-" not in f.name and "_staging" not in f.parts:
+            pq.read_metadata(f) if f.suffix == ".parquet" else json.loads(f.read_text())
+
+    proc = run_cli("run", str(cfg), "--output", str(out))
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert outcome(out) == outcome(reference)
+    assert not [f for f in out.rglob("*") if ".tmp-" in f.name or f.name in ("_staging", "_attempts", "_filtered")]
+
+
+def test_finished_run_is_not_redone_and_a_changed_config_is_refused(setup, tmp_path):
+    cfg, reference = setup
+    before = {f: f.stat().st_mtime_ns for f in reference.rglob("*")}
+    proc = run_cli("run", str(cfg), "--output", str(reference))
+    assert proc.returncode == 0 and "nothing to do" in proc.stderr
+    config = yaml.safe_load(cfg.read_text())
+    config["stages"][3]["threshold"] = 0.5  # the language stage
+    changed = tmp_path / "changed.yaml"
+    changed.write_text(yaml.safe_dump(config))
+    proc = run_cli("run", str(changed), "--output", str(reference))
+    assert proc.returncode == 2 and "different config (changed: stages)" in proc.stderr
+    assert {f: f.stat().st_mtime_ns for f in reference.rglob("*")} == before
+
+
+def kept_urls(out: Path) -> list[str]:
+    return sorted(pq.read_table(out / "shards", columns=["url"]).column("url").to_pylist())
+
+
+def test_worker_killed_once_is_retried_and_the_output_is_unchanged(setup, tmp_path):
+    cfg, reference = setup
+    victim = kept_urls(reference)[0]
+    once = tmp_path / "crashed"
+    proc = run_cli("run", str(cfg), "--output", str(tmp_path / "out"), env={"REFINERY_CRASH_ON_URL": victim, "REFINERY_CRASH_ONCE": str(once)})
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert once.exists(), "the injected crash did not happen"
+    assert outcome(tmp_path / "out") == outcome(reference)
+
+
+def test_record_that_always_kills_its_worker_is_removed_with_a_reason(setup, tmp_path):
+    cfg, reference = setup
+    victim = kept_urls(reference)[0]
+    proc = run_cli("run", str(cfg), "--output", str(tmp_path / "out"), env={"REFINERY_CRASH_ON_URL": victim})
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    got, want = outcome(tmp_path / "out"), outcome(reference)
+    assert kept_urls(tmp_path / "out") == [u for u in kept_urls(reference) if u != victim]
+    crashed = [r for r in got["removed"]["extract"] if r["reason"] == "extract:worker_crash"]
+    assert [r["url"] for r in crashed] == [victim]
+    extract = next(s for s in got["stats"]["stages"] if s["stage"] == "extract")
+    assert extract["removed"]["extract:worker_crash"] == 1
+    assert got["stats"]["records_read"] == want["stats"]["records_read"]
