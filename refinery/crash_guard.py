@@ -6,8 +6,9 @@ the reason `<stage>:worker_crash`. A record that always crashes costs two retrie
 
 Notes live in the run's output folder (`_attempts/`), so a retry on another machine sees them.
 For tests and drills, REFINERY_CRASH_ON_URL=<substring> makes the stage named by
-REFINERY_CRASH_STAGE (default `extract`) kill its worker on a live record whose URL contains
-it; with REFINERY_CRASH_ONCE=<file> only the first time (the file records that it happened)."""
+REFINERY_CRASH_STAGE (default `extract`, one of pipeline.GUARDED_STAGES) kill its worker on a
+live record whose URL contains it; with REFINERY_CRASH_ONCE=<file>, only the first time (the
+file records that it happened)."""
 from __future__ import annotations
 
 import logging

@@ -74,11 +74,18 @@ def read_files(batch: pa.Table, read: ReadParams, output: str):
         out.write_json(f"{INPUTS_DIR}/{name}.json", {"path": path, "records": n})
 
 
+# Stages that run native code (lexbor, lxml, fastText), which can take their worker down; the
+# guard costs three small requests per batch on object storage, so pure-Python stages go without.
+GUARDED_STAGES = {"language_prefilter", "extract", "language"}
+
+
 def named_stage(name: str):
     """apply_stage under the stage's name (so Ray's progress bars say which stage is which),
     guarded against records that kill their worker."""
 
     def stage(batch: pa.Table, p, keep_removed_text: bool, output: str) -> pa.Table:
+        if name not in GUARDED_STAGES:
+            return apply_stage(batch, p, keep_removed_text)
         return guarded(batch, name, lambda b: apply_stage(b, p, keep_removed_text), Output(output))
 
     stage.__name__ = stage.__qualname__ = name
