@@ -8,7 +8,7 @@ import pytest
 from warcio.archiveiterator import ArchiveIterator
 
 from refinery.io.warc import ReadParams, decode_html, read_warc
-from warc_builders import real_pages, write_warc
+from warc_builders import bomb_record, lie_about_length, real_pages, record_bytes, response_record, write_warc
 
 
 def read_all(path, **params):
@@ -75,3 +75,68 @@ def test_oversized_and_non_html_records_are_skipped_with_reasons(data_dir, tmp_p
     )
     rows = read_all(path, max_record_bytes=len(html) * 2)
     assert [r["reason"] for r in rows] == [None, "read:not_html", "read:record_too_large"]
+
+
+def read_bytes(data: bytes, **params) -> list[dict]:
+    return [r for t in read_warc(io.BytesIO(data), "mem", ReadParams(**params)) for r in t.to_pylist()]
+
+
+@pytest.fixture(scope="module")
+def three(data_dir):
+    return real_pages(data_dir / "crawl-sample" / "real-pages.warc.gz", 3)
+
+
+@pytest.mark.parametrize("gz", [True, False])
+@pytest.mark.parametrize("damage, reason", [
+    (lambda b, gz: b[: len(b) // 2], "read:corrupt_gzip"),  # cut, then the next record follows
+    (lambda b, gz: lie_about_length(b, +1000, gz), "read:bad_content_length"),
+    (lambda b, gz: lie_about_length(b, -1000, gz), "read:bad_content_length"),
+])
+def test_a_damaged_record_costs_only_itself(three, gz, damage, reason):
+    a, b, c = (record_bytes(lambda w, u=u, h=h: response_record(w, u, h), gz) for u, h in three)
+    rows = read_bytes(a + damage(b, gz) + c)
+    if not gz and reason == "read:corrupt_gzip":
+        reason = "read:bad_content_length"  # uncompressed, a cut record is one that claims too much
+    assert [(r["url"], r["reason"]) for r in rows] == [(three[0][0], None), (None, reason), (three[2][0], None)]
+    assert [r["html"] is not None for r in rows] == [True, False, True]
+    assert rows[1]["record_type"] == "error" and rows[1]["source_offset"] == len(a)
+
+
+@pytest.mark.parametrize("declared", [None, 1000])  # the honest length, and a lie that hides the bomb
+def test_a_compression_bomb_is_skipped_in_bounded_memory(three, declared):
+    import tracemalloc
+
+    (url, html), *_ = three
+    data = bomb_record("https://bomb.example/", 200_000_000, declared) + record_bytes(lambda w: response_record(w, url, html))
+    assert len(data) < 1_000_000
+    tracemalloc.start()
+    rows = read_bytes(data, max_record_bytes=10_000_000)
+    peak = tracemalloc.get_traced_memory()[1]
+    tracemalloc.stop()
+    assert peak < 30_000_000  # never the 200 MB, at most a few record limits' worth
+    expected = "read:record_too_large" if declared is None else "read:bad_content_length"
+    assert [r["reason"] for r in rows] == [expected, None]
+
+
+def test_payload_over_the_limit_while_decompressing_is_skipped(three):
+    """A record that declares a small length is still cut off at max_record_bytes."""
+    (url, html), *_ = three
+    big = record_bytes(lambda w: response_record(w, url, html * 20))
+    assert [r["reason"] for r in read_bytes(big, max_record_bytes=len(html) * 2)] == ["read:record_too_large"]
+
+
+def test_binary_and_empty_payloads_labelled_html(three):
+    (url, html), *_ = three
+    recs = [(url + "1", b"%PDF-1.7\n%\xe2\xe3\xcf\xd3\n1 0 obj", "text/html", "200 OK"),
+            (url + "2", b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR", "text/html", "200 OK"),
+            (url + "3", b"", "text/html", "200 OK"),
+            (url + "4", html, "text/html; charset=x-no-such-thing", "200 OK")]
+    rows = read_bytes(b"".join(record_bytes(lambda w, r=r: response_record(w, *r)) for r in recs))
+    assert [r["reason"] for r in rows] == ["read:binary_payload", "read:binary_payload", "read:empty_payload", None]
+    assert rows[3]["charset"] == "utf-8"
+
+
+def test_junk_between_members_and_trailing_padding(three):
+    a, b = (record_bytes(lambda w, u=u, h=h: response_record(w, u, h)) for u, h in three[:2])
+    rows = read_bytes(a + b"garbage that is not gzip" + b + b"\r\n\r\n")
+    assert [r["reason"] for r in rows] == [None, "read:not_gzip", None]
