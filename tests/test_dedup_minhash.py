@@ -1,5 +1,6 @@
 """MinHash signatures: datasketch equality, the torch path, shingling edge cases, band keys,
 and the exact (normalized text / URL) keys."""
+import importlib.util
 import json
 from functools import lru_cache
 from pathlib import Path
@@ -10,7 +11,7 @@ import xxhash
 from datasketch import MinHash, MinHashLSH
 from pydantic import ValidationError
 
-from refinery.dedup import minhash
+from refinery.dedup import _kernels, minhash
 from refinery.dedup.exact import (
     exact_text_key,
     exact_text_keys,
@@ -87,8 +88,11 @@ def test_torch_cpu_equals_numpy(pages, bits):
 def test_chunking_does_not_change_signatures(pages, monkeypatch):
     params = MinHashParams(bands=45, rows=20)
     whole = minhash_signatures(pages, params)
-    monkeypatch.setattr(minhash, "_CHUNK_ELEMENTS", 3 * params.num_perm)  # 3 shingles a chunk
+    monkeypatch.setattr(minhash, "_PERM_BLOCK", {32: 7, 64: 7})  # blocks of 7 permutations
     np.testing.assert_array_equal(minhash_signatures(pages, params), whole)
+    monkeypatch.setattr(minhash, "_CHUNK_ELEMENTS", 3 * params.num_perm)  # torch: 3 shingles a chunk
+    if importlib.util.find_spec("torch"):
+        np.testing.assert_array_equal(minhash_signatures_torch(pages, params, "cpu"), whole)
 
 
 def test_signatures_are_reproducible_from_the_seed(pages):
@@ -208,3 +212,41 @@ def test_url_keys():
     assert url_key("https://Example.com/a#x") == url_key("https://example.com/a")
     assert url_key("https://example.com/a?x=1") != url_key("https://example.com/a?x=2")
     assert url_keys(["https://a.com", "https://A.com/"]).tolist() == [url_key("https://a.com/")] * 2
+
+
+def _tokenized(texts) -> list[str]:
+    """The compiled tokenizer's words of each text, joined by one space."""
+    data, offsets = minhash._utf8_buffers(minhash._as_string_array(texts))
+    words, word_offsets, counts = _kernels.tokenize(data, offsets, *minhash._codepoint_tables())
+    raw = words.tobytes()
+    decoded = [raw[lo:hi].decode() for lo, hi in zip(word_offsets[:-1], word_offsets[1:])]
+    ends = np.cumsum(counts)
+    return [" ".join(decoded[end - count : end]) for end, count in zip(ends, counts)]
+
+
+def test_compiled_tokenizer_is_normalize_texts(pages):
+    tricky = [
+        "İstanbul ȺB ΣΊΣΥΦΟΣ Straße ǅ",  # lowercasing that changes the UTF-8 length
+        "a\u00a0b\u3000c\u2028d\u200be\tf\u0085g",  # Unicode spaces, and U+200B which is none
+        "it’s «fine» — ok… ¿qué? 「引用」 foo‐bar 1,000.5",
+        "emoji 😀 text 𝔘𝔫𝔦𝔠𝔬𝔡𝔢 e\u0301 ",
+        " ;; ", "...word...", "x", "",
+    ]
+    texts = pages + tricky + EDGE_CASES
+    assert _tokenized(texts) == normalize_texts(texts)
+
+
+def test_compiled_tokenizer_agrees_with_arrow_on_every_codepoint():
+    """Each codepoint between two letters and after a space: lowercased, dropped, split on or
+    kept exactly as Arrow's kernels do (the tables come from them; this checks their use)."""
+    codepoints = [c for c in range(0x110000) if not 0xD800 <= c < 0xE000]
+    texts = ["".join(f"x{chr(c)}Y {chr(c)}" for c in codepoints[i : i + 4096]) for i in range(0, len(codepoints), 4096)]
+    assert _tokenized(texts) == normalize_texts(texts)
+
+
+def test_compiled_xxh64_equals_xxhash():
+    rng = np.random.default_rng(0)
+    blobs = [rng.integers(0, 256, n, dtype=np.uint8).tobytes() for n in [*range(70), 100, 1000, 4097]]
+    data = np.frombuffer(b"".join(blobs), dtype=np.uint8)
+    offsets = np.r_[0, np.cumsum([len(b) for b in blobs])].astype(np.int64)
+    assert _kernels.word_hashes(data, offsets).tolist() == [xxhash.xxh64_intdigest(b) for b in blobs]

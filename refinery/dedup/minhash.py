@@ -3,13 +3,16 @@
 Signatures are bit-for-bit datasketch 2.0 signatures (scheme "affine32" or "affine64", same
 seed, hence the same permutations), for shingles hashed with `shingle_hash`: pass that
 function to datasketch as `hashfunc` and feed it `shingle_bytes(text)` to reproduce a row.
-What differs is the cost: normalization and shingle hashing run in Arrow's C++ kernels and
-numpy over a whole batch, and the permutations run over chunks of all the batch's shingles
-at once instead of one document at a time.
+What differs is the cost: the whole path from a batch's UTF-8 buffer to its signatures runs in
+compiled loops (`refinery.dedup._kernels`, numba): one pass tokenizes (lowercase, punctuation
+dropped, whitespace split, with per-codepoint tables computed from Arrow's own kernels, so it
+is `normalize_texts` exactly), one hashes the words, one the shingles, and the permutations
+fold four shingles at a time into an L1-sized block of the signature row, with no
+shingles x hashes temporary.
 
-Shingle hash: each normalized word is hashed once per batch (xxh64 of its UTF-8 bytes, via
-Arrow's dictionary encoding), and a shingle's hash is a polynomial of its word hashes mod
-2^64 finished with MurmurHash3's fmix64; the 32-bit scheme uses its low 32 bits.
+Shingle hash: each normalized word is hashed with xxh64 of its UTF-8 bytes, and a shingle's
+hash is a polynomial of its word hashes mod 2^64 finished with MurmurHash3's fmix64; the
+32-bit scheme uses its low 32 bits.
 """
 from __future__ import annotations
 
@@ -24,13 +27,16 @@ import xxhash
 from datasketch import LeanMinHash
 from pydantic import Field
 
+from refinery.dedup import _kernels
 from refinery.params import Params
 
 Texts = Union[Sequence[str], pa.Array, pa.ChunkedArray]
 
 _PUNCTUATION = r"\p{P}+"  # Unicode general category P (RE2 syntax)
 _WORD_MULTIPLIER = np.uint64(0x9E3779B97F4A7C15)  # odd, so the polynomial keeps all bits
-_CHUNK_ELEMENTS = 1 << 20  # shingles x hashes per temporary: ~4 MiB at 32 bits, cache-sized
+_CHUNK_ELEMENTS = 1 << 20  # torch: shingles x hashes per temporary (x64 on CUDA)
+# Permutations per block of the compiled fold: the row, a and b of a block fit L1 (24 KiB).
+_PERM_BLOCK = {32: 2048, 64: 1024}
 _SCHEMES = {32: "affine32", 64: "affine64"}
 _DTYPES = {32: np.uint32, 64: np.uint64}
 # MurmurHash3 finalizer constants per width (datasketch's _FMIX_CONSTANTS).
@@ -107,28 +113,6 @@ def normalize(text: str) -> str:
     return normalize_texts([text])[0]
 
 
-def _word_hashes(words: pa.Array) -> np.ndarray:
-    """xxh64 of every word, hashing each distinct word of the batch only once."""
-    encoded = pc.dictionary_encode(words)
-    vocabulary = encoded.dictionary.cast(pa.large_binary()).to_pylist()
-    vocabulary_hashes = np.fromiter(
-        map(xxhash.xxh64_intdigest, vocabulary), dtype=np.uint64, count=len(vocabulary)
-    )
-    return vocabulary_hashes[encoded.indices.to_numpy(zero_copy_only=False)]
-
-
-def _shingle_layout(word_counts: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """For every shingle of the batch: index of its first word, its length in words, its doc.
-
-    A document shorter than n words has one shingle of all its words; an empty one has none."""
-    per_doc = np.where(word_counts >= n, word_counts - n + 1, np.minimum(word_counts, 1))
-    doc = np.repeat(np.arange(len(word_counts)), per_doc)
-    first_word = np.cumsum(word_counts) - word_counts
-    first_shingle = np.cumsum(per_doc) - per_doc
-    start = first_word[doc] + np.arange(len(doc)) - first_shingle[doc]
-    return start, np.minimum(word_counts, n)[doc], doc
-
-
 def _combine(word_hashes: np.ndarray, start: np.ndarray, length: np.ndarray, n: int) -> np.ndarray:
     """Polynomial of each shingle's word hashes mod 2^64, plus its length, through fmix64."""
     combined = np.zeros(len(start), dtype=np.uint64)
@@ -139,13 +123,48 @@ def _combine(word_hashes: np.ndarray, start: np.ndarray, length: np.ndarray, n: 
     return fmix(combined + length.astype(np.uint64), 64)
 
 
-def _batch_shingles(texts: Texts, n: int) -> tuple[np.ndarray, np.ndarray, int]:
-    """All shingle hashes of a batch (uint64), the document index of each, and the doc count."""
-    words = _normalized_words(texts)
-    counts = pc.list_value_length(words).fill_null(0).to_numpy(zero_copy_only=False)
-    start, length, doc = _shingle_layout(counts.astype(np.int64), n)
-    hashes = _combine(_word_hashes(pc.list_flatten(words)), start, length, n)
-    return hashes, doc, len(counts)
+@lru_cache(maxsize=1)
+def _codepoint_tables() -> tuple[np.ndarray, np.ndarray]:
+    r"""The tokenizer's tables, computed with the Arrow kernels of `_normalized_words` run once
+    over every codepoint: `lower[c]` is `utf8_lower`'s codepoint for c (one codepoint each: Arrow
+    lowercases codepoint by codepoint, with no context), and `classes[c]` says whether the
+    `\p{P}` regex removes c, `utf8_split_whitespace` splits on it, or neither. ~0.3 s a process."""
+    codepoints = np.r_[np.arange(0, 0xD800), np.arange(0xE000, 0x110000)].astype(np.uint32)
+    utf8 = codepoints.tobytes().decode("utf-32-le").encode()
+    offsets = pa.py_buffer(np.array([0, len(utf8)], dtype=np.int64))
+    every = pa.LargeStringArray.from_buffers(1, offsets, pa.py_buffer(utf8))
+
+    def codepoints_of(array: pa.Array) -> np.ndarray:
+        text = "".join(array.to_pylist())
+        return np.frombuffer(text.encode("utf-32-le"), dtype=np.uint32)
+
+    lower = np.arange(0x110000, dtype=np.int32)
+    lowered = codepoints_of(pc.utf8_lower(every))
+    if len(lowered) != len(codepoints):
+        raise RuntimeError("Arrow's utf8_lower changed the number of codepoints")
+    lower[codepoints] = lowered
+    classes = np.full(0x110000, _kernels.WORD, dtype=np.uint8)
+    kept = codepoints_of(pc.replace_substring_regex(every, _PUNCTUATION, ""))
+    classes[np.setdiff1d(codepoints, kept)] = _kernels.PUNCTUATION
+    not_space = codepoints_of(pc.list_flatten(pc.utf8_split_whitespace(every)))
+    classes[np.setdiff1d(codepoints, not_space)] = _kernels.SPACE
+    return lower, classes
+
+
+def _utf8_buffers(texts: pa.Array) -> tuple[np.ndarray, np.ndarray]:
+    """A large_string array's data bytes and its n+1 offsets into them."""
+    _, offsets, data = texts.buffers()
+    offsets = np.frombuffer(offsets, dtype=np.int64)[texts.offset : texts.offset + len(texts) + 1]
+    data = np.frombuffer(data, dtype=np.uint8) if data is not None else np.zeros(0, dtype=np.uint8)
+    return data, offsets
+
+
+def _batch_shingles(texts: Texts, n: int) -> tuple[np.ndarray, np.ndarray]:
+    """All shingle hashes of a batch (uint64, document by document) and each document's
+    offsets into them (n_docs + 1)."""
+    data, offsets = _utf8_buffers(_as_string_array(texts))
+    words, word_offsets, counts = _kernels.tokenize(data, offsets, *_codepoint_tables())
+    return _kernels.shingle_hashes(_kernels.word_hashes(words, word_offsets), counts, n)
 
 
 def shingles(text: str, n: int = 5) -> np.ndarray:
@@ -184,31 +203,11 @@ def permutations(num_perm: int, seed: int, bits: int) -> tuple[np.ndarray, np.nd
     return a, b
 
 
-def _signatures_numpy(
-    hashes: np.ndarray, doc: np.ndarray, n_docs: int, p: MinHashParams
-) -> np.ndarray:
-    """Per-document minimum of every permutation, a cache-sized chunk of shingles at a time."""
+def _signatures_cpu(hashes: np.ndarray, doc_offsets: np.ndarray, p: MinHashParams) -> np.ndarray:
+    """Per-document minimum of every permutation, in the compiled fold."""
     a, b = permutations(p.num_perm, p.seed, p.hash_bits)
-    dtype = a.dtype
-    signatures = np.full((n_docs, len(a)), np.iinfo(dtype).max, dtype=dtype)
-    premixed = fmix(hashes.astype(dtype), p.hash_bits)
-    rows = max(1, _CHUNK_ELEMENTS // len(a))
-    buffer = np.empty((min(rows, len(premixed)), len(a)), dtype=dtype)
-    for lo in range(0, len(premixed), rows):
-        chunk = buffer[: len(premixed[lo : lo + rows])]
-        np.multiply(premixed[lo : lo + rows, None], a, out=chunk)
-        np.add(chunk, b, out=chunk)
-        _fold_runs(signatures, chunk, doc[lo : lo + rows])
-    return signatures
-
-
-def _fold_runs(signatures: np.ndarray, chunk: np.ndarray, chunk_doc: np.ndarray) -> None:
-    """Fold each document's run of rows into its signature. A loop over runs, because
-    `np.minimum.reduceat(..., axis=0)` measured 4-7x slower than `reduce` on each run."""
-    bounds = (np.flatnonzero(np.diff(chunk_doc)) + 1).tolist()
-    for lo, hi in zip([0, *bounds], [*bounds, len(chunk_doc)]):
-        row = signatures[chunk_doc[lo]]
-        np.minimum(row, np.minimum.reduce(chunk[lo:hi], axis=0), out=row)
+    fold = _kernels.signatures64 if p.hash_bits == 64 else _kernels.signatures32
+    return fold(hashes, doc_offsets, a, b, _PERM_BLOCK[p.hash_bits])
 
 
 def _torch_fmix(values, bits: int):
@@ -232,12 +231,15 @@ def _signed64(value: int) -> int:
 
 
 def _signatures_torch(
-    hashes: np.ndarray, doc: np.ndarray, n_docs: int, p: MinHashParams, device: str
+    hashes: np.ndarray, doc_offsets: np.ndarray, p: MinHashParams, device: str
 ) -> np.ndarray:
-    """The numpy kernel in torch int64 (CUDA has no uint64 arithmetic): 64-bit values are
-    compared with their sign bit flipped so that signed order equals unsigned order."""
+    """The permutations in torch int64 (CUDA has no uint64 arithmetic), a chunk of the batch's
+    shingles at a time: 64-bit values are compared with their sign bit flipped so that signed
+    order equals unsigned order."""
     import torch
 
+    n_docs = len(doc_offsets) - 1
+    doc = np.repeat(np.arange(n_docs), np.diff(doc_offsets))
     bits = p.hash_bits
     a, b = (
         torch.as_tensor(x.astype(np.uint64).view(np.int64), device=device)
@@ -260,9 +262,8 @@ def _signatures_torch(
 
 
 def minhash_signatures_torch(texts: Texts, p: MinHashParams, device: str = "cuda") -> np.ndarray:
-    """`minhash_signatures` with the permutations in torch on `device`; equal to the numpy path."""
-    hashes, doc, n_docs = _batch_shingles(texts, p.ngram)
-    return _signatures_torch(hashes, doc, n_docs, p, device)
+    """`minhash_signatures` with the permutations in torch on `device`; equal to the CPU path."""
+    return _signatures_torch(*_batch_shingles(texts, p.ngram), p, device)
 
 
 def _use_cuda(device: str) -> bool:
@@ -282,8 +283,7 @@ def minhash_signatures(texts: Texts, p: MinHashParams = MinHashParams()) -> np.n
     all empty documents fall in one cluster, as their normalized texts are equal)."""
     if _use_cuda(p.device):
         return minhash_signatures_torch(texts, p, "cuda")
-    hashes, doc, n_docs = _batch_shingles(texts, p.ngram)
-    return _signatures_numpy(hashes, doc, n_docs, p)
+    return _signatures_cpu(*_batch_shingles(texts, p.ngram), p)
 
 
 # ---------------------------------------------------------------- LSH
