@@ -404,7 +404,6 @@ def measure(folder: Path, bands: int, rows: int, hash_bits: int | None, workers:
     ctx = ray.data.DataContext.get_current()  # as in pipeline.run()
     ctx.execution_options.preserve_order = True
     ctx.target_max_block_size = 16 * 1024 * 1024
-    ctx.shuffle_strategy = ray.data.context.ShuffleStrategy.SORT_SHUFFLE_PULL_BASED
     ctx.enable_progress_bars = False
     logging.getLogger("ray.data").setLevel(logging.WARNING)
     ray.get([ray.remote(lambda: os.getpid()).remote() for _ in range(workers)])  # workers warm, as after the filter phase

@@ -28,7 +28,7 @@ PARTS_DIR = "_parts"
 FILTERED_DIR = "_filtered"
 STAGING_DIR = "_staging"
 # what the final pass writes; it is redone whole by a re-run, so it is cleared first
-FINAL_PASS = ("shards", STAGING_DIR, "_parts_dedup", "_attempts")
+FINAL_PASS = ("shards", STAGING_DIR, "_parts_dedup", "_buckets", "_attempts")
 
 NEW, RESUME, COMPLETE = "new", "resume", "complete"
 
