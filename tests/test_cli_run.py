@@ -99,7 +99,7 @@ def test_bad_inputs_are_counted_and_good_data_still_processed(data_dir, tmp_path
     pages = real_pages(data_dir / "crawl-sample" / "real-pages.warc.gz", 40)
     english = [(u, h) for u, h in pages if identify_language(page_text(h.decode("utf-8", "replace")))[0] == "en"]
     (url, html), (url2, html2) = pages[0], english[0]  # the giant page must get past language ID to reach extraction
-    giant = (html * (30_000_000 // len(html) + 1))[:30_000_000]
+    giant = (html2 * (30_000_000 // len(html2) + 1))[:30_000_000]
     odd = write_warc(
         tmp_path / "odd.warc.gz",
         [
