@@ -38,6 +38,13 @@ def load_word_list(path: str) -> frozenset[str]:
 
 
 def _union(paths: list[str]) -> frozenset[str]:
+    return _union_of(tuple(paths))
+
+
+@lru_cache(maxsize=64)
+def _union_of(paths: tuple[str, ...]) -> frozenset[str]:
+    """Built once per process: with UT1's lists (millions of domains) a union per URL would
+    cost seconds."""
     return frozenset().union(*(load_word_list(p) for p in paths))
 
 
