@@ -56,7 +56,7 @@ class LanguagePrefilterParams(Params):
     stage: Literal["language_prefilter"] = "language_prefilter"
     languages: list[str] = Field(default_factory=lambda: ["en"], min_length=1)
     reject_score: float = Field(0.8, ge=0, le=1, description="drop only when another language scores at least this")
-    max_chars: int = Field(20_000, ge=100, description="characters of page text given to fastText")
+    max_chars: int = Field(5_000, ge=100, description="characters of page text given to fastText (20,000 costs 1.6x the time and rejects 1.6% more pages)")
     max_html_chars: int = Field(2_000_000, ge=1000, description="only this much of a page's HTML is parsed")
     max_depth: int = Field(
         5_000, ge=100, description="pages nested deeper are rendered without a parse (lexbor is quadratic in depth)"
