@@ -248,8 +248,11 @@ def dedup_phase(cfg: RunConfig, out: Output) -> dict:
             )
             for _ in written.iter_batches(batch_size=None):
                 pass
-            edges = ray.data.from_items([{"part": i} for i in range(p.partitions)]).map_batches(
-                reduce_buckets, batch_size=1, batch_format="pyarrow", fn_kwargs={"output": out.uri, "folder": folder}
+            # a few reduce tasks per CPU, each taking its partitions one after the other: one task
+            # per partition would cost more in scheduling than small partitions take to reduce
+            tasks = min(p.partitions, 4 * max(1, int(ray.cluster_resources().get("CPU", 1))))
+            edges = ray.data.from_items([{"part": i} for i in range(p.partitions)], override_num_blocks=tasks).map_batches(
+                reduce_buckets, batch_size=None, batch_format="pyarrow", fn_kwargs={"output": out.uri, "folder": folder}
             )
             pairs = [np.stack([b["doc"], b["kept"]], axis=1) for b in edges.iter_batches(batch_format="numpy")]
             out.delete(folder)
@@ -295,13 +298,14 @@ def write_buckets(batch: pa.Table, p, excluded: np.ndarray, output: str, folder:
 
 
 def reduce_buckets(batch: pa.Table, output: str, folder: str) -> pa.Table:
-    """The reduce side: all bucket rows of a partition, reduced to edges."""
+    """The reduce side: the bucket rows of each partition of the batch, reduced to edges."""
     out = Output(output)
-    (part,) = batch.column("part").to_pylist()
-    files = [out.path(f) for f in out.list_files(f"{folder}/{part:05d}", ".parquet")]
-    if not files:
-        return EDGE_SCHEMA.empty_table()
-    return partition_edges(pa.concat_tables(pq.read_table(f, filesystem=out.fs) for f in files))
+    edges = [EDGE_SCHEMA.empty_table()]
+    for part in batch.column("part").to_pylist():
+        files = [out.path(f) for f in out.list_files(f"{folder}/{part:05d}", ".parquet")]
+        if files:
+            edges.append(partition_edges(pa.concat_tables(pq.read_table(f, filesystem=out.fs) for f in files)))
+    return pa.concat_tables(edges)
 
 
 def kept_doc_names(source, kept: np.ndarray) -> dict[int, str]:

@@ -299,36 +299,44 @@ def _premix32(hashes):
     return out
 
 
-@njit(cache=True)
-def _fold_documents(out, premixed, doc_offsets, a, b, block, fold4, fold1):
+def _fold_documents(fold4, fold1):
     """Per document, per block of `block` permutations (the signature row, a and b stay in
-    L1), fold every shingle into the row, four at a time."""
-    k_all = len(a)
-    for d in range(len(doc_offsets) - 1):
-        lo = doc_offsets[d]
-        hi = doc_offsets[d + 1]
-        for k0 in range(0, k_all, block):
-            k1 = min(k0 + block, k_all)
-            row = out[d, k0:k1]
-            aa = a[k0:k1]
-            bb = b[k0:k1]
-            i = lo
-            while i + 4 <= hi:
-                fold4(row, aa, bb, premixed[i], premixed[i + 1], premixed[i + 2], premixed[i + 3])
-                i += 4
-            while i < hi:
-                fold1(row, aa, bb, premixed[i])
-                i += 1
-    return out
+    L1), fold every shingle into the row, four at a time. One compiled function per hash width:
+    numba cannot cache a function that takes other compiled functions as arguments."""
+
+    def fold_documents(out, premixed, doc_offsets, a, b, block):
+        k_all = len(a)
+        for d in range(len(doc_offsets) - 1):
+            lo = doc_offsets[d]
+            hi = doc_offsets[d + 1]
+            for k0 in range(0, k_all, block):
+                k1 = min(k0 + block, k_all)
+                row = out[d, k0:k1]
+                aa = a[k0:k1]
+                bb = b[k0:k1]
+                i = lo
+                while i + 4 <= hi:
+                    fold4(row, aa, bb, premixed[i], premixed[i + 1], premixed[i + 2], premixed[i + 3])
+                    i += 4
+                while i < hi:
+                    fold1(row, aa, bb, premixed[i])
+                    i += 1
+        return out
+
+    return njit(fold_documents)
+
+
+_fold_documents64 = _fold_documents(_fold4_64, _fold1_64)
+_fold_documents32 = _fold_documents(_fold4_32, _fold1_32)
 
 
 def signatures64(hashes, doc_offsets, a, b, block):
     """datasketch affine64: per document, min over its shingles of a*fmix64(h) + b mod 2^64."""
     out = np.full((len(doc_offsets) - 1, len(a)), np.uint64(0xFFFFFFFFFFFFFFFF), dtype=np.uint64)
-    return _fold_documents(out, _premix64(hashes), doc_offsets, a, b, block, _fold4_64, _fold1_64)
+    return _fold_documents64(out, _premix64(hashes), doc_offsets, a, b, block)
 
 
 def signatures32(hashes, doc_offsets, a, b, block):
     """datasketch affine32: the same in uint32 over the low 32 bits of the shingle hashes."""
     out = np.full((len(doc_offsets) - 1, len(a)), np.uint32(0xFFFFFFFF), dtype=np.uint32)
-    return _fold_documents(out, _premix32(hashes), doc_offsets, a, b, block, _fold4_32, _fold1_32)
+    return _fold_documents32(out, _premix32(hashes), doc_offsets, a, b, block)

@@ -145,10 +145,17 @@ def _codepoint_tables() -> tuple[np.ndarray, np.ndarray]:
     lower[codepoints] = lowered
     classes = np.full(0x110000, _kernels.WORD, dtype=np.uint8)
     kept = codepoints_of(pc.replace_substring_regex(every, _PUNCTUATION, ""))
-    classes[np.setdiff1d(codepoints, kept)] = _kernels.PUNCTUATION
+    classes[_missing(codepoints, kept)] = _kernels.PUNCTUATION
     not_space = codepoints_of(pc.list_flatten(pc.utf8_split_whitespace(every)))
-    classes[np.setdiff1d(codepoints, not_space)] = _kernels.SPACE
+    classes[_missing(codepoints, not_space)] = _kernels.SPACE
     return lower, classes
+
+
+def _missing(codepoints: np.ndarray, found: np.ndarray) -> np.ndarray:
+    """The codepoints not in `found`, by a lookup table (np.setdiff1d takes seconds here)."""
+    seen = np.zeros(0x110000, dtype=bool)
+    seen[found] = True
+    return codepoints[~seen[codepoints]]
 
 
 def _utf8_buffers(texts: pa.Array) -> tuple[np.ndarray, np.ndarray]:
