@@ -38,17 +38,10 @@ def _rotl(x, r):
 
 
 @njit(cache=True, inline="always")
-def _read64(data, i):
+def _read_le(data, i, n):
+    """The n bytes of data at i as a little-endian unsigned integer (n = 4 or 8)."""
     v = np.uint64(0)
-    for j in range(7, -1, -1):
-        v = (v << _U8) | np.uint64(data[i + j])
-    return v
-
-
-@njit(cache=True, inline="always")
-def _read32(data, i):
-    v = np.uint64(0)
-    for j in range(3, -1, -1):
+    for j in range(n - 1, -1, -1):
         v = (v << _U8) | np.uint64(data[i + j])
     return v
 
@@ -76,10 +69,10 @@ def xxh64(data, start, end):
         v3 = np.uint64(0)
         v4 = np.uint64(0) - _P1
         while i + 32 <= end:
-            v1 = _round(v1, _read64(data, i))
-            v2 = _round(v2, _read64(data, i + 8))
-            v3 = _round(v3, _read64(data, i + 16))
-            v4 = _round(v4, _read64(data, i + 24))
+            v1 = _round(v1, _read_le(data, i, 8))
+            v2 = _round(v2, _read_le(data, i + 8, 8))
+            v3 = _round(v3, _read_le(data, i + 16, 8))
+            v4 = _round(v4, _read_le(data, i + 24, 8))
             i += 32
         h = _rotl(v1, 1) + _rotl(v2, 7) + _rotl(v3, 12) + _rotl(v4, 18)
         h = _merge_round(h, v1)
@@ -90,11 +83,11 @@ def xxh64(data, start, end):
         h = _P5
     h = h + np.uint64(n)
     while i + 8 <= end:
-        h = h ^ _round(np.uint64(0), _read64(data, i))
+        h = h ^ _round(np.uint64(0), _read_le(data, i, 8))
         h = _rotl(h, 27) * _P1 + _P4
         i += 8
     if i + 4 <= end:
-        h = h ^ (_read32(data, i) * _P1)
+        h = h ^ (_read_le(data, i, 4) * _P1)
         h = _rotl(h, 23) * _P2 + _P3
         i += 4
     while i < end:
