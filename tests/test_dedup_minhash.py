@@ -214,14 +214,17 @@ def test_url_keys():
     assert url_keys(["https://a.com", "https://A.com/"]).tolist() == [url_key("https://a.com/")] * 2
 
 
-def _tokenized(texts) -> list[str]:
-    """The compiled tokenizer's words of each text, joined by one space."""
+def _compiled_word_hashes(texts) -> list[list[int]]:
+    """The compiled tokenizer's word hashes, text by text."""
     data, offsets = minhash._utf8_buffers(minhash._as_string_array(texts))
-    words, word_offsets, counts = _kernels.tokenize(data, offsets, *minhash._codepoint_tables())
-    raw = words.tobytes()
-    decoded = [raw[lo:hi].decode() for lo, hi in zip(word_offsets[:-1], word_offsets[1:])]
+    hashes, counts = _kernels.word_hashes(data, offsets, *minhash._codepoint_tables())
     ends = np.cumsum(counts)
-    return [" ".join(decoded[end - count : end]) for end, count in zip(ends, counts)]
+    return [hashes[end - count : end].tolist() for end, count in zip(ends, counts)]
+
+
+def _arrow_word_hashes(texts) -> list[list[int]]:
+    """xxh64 of the words of `normalize_texts` (Arrow's kernels), text by text."""
+    return [[xxhash.xxh64_intdigest(w.encode()) for w in t.split(" ") if w] for t in normalize_texts(texts)]
 
 
 def test_compiled_tokenizer_is_normalize_texts(pages):
@@ -233,7 +236,7 @@ def test_compiled_tokenizer_is_normalize_texts(pages):
         " ;; ", "...word...", "x", "",
     ]
     texts = pages + tricky + EDGE_CASES
-    assert _tokenized(texts) == normalize_texts(texts)
+    assert _compiled_word_hashes(texts) == _arrow_word_hashes(texts)
 
 
 def test_compiled_tokenizer_agrees_with_arrow_on_every_codepoint():
@@ -241,7 +244,7 @@ def test_compiled_tokenizer_agrees_with_arrow_on_every_codepoint():
     kept exactly as Arrow's kernels do (the tables come from them; this checks their use)."""
     codepoints = [c for c in range(0x110000) if not 0xD800 <= c < 0xE000]
     texts = ["".join(f"x{chr(c)}Y {chr(c)}" for c in codepoints[i : i + 4096]) for i in range(0, len(codepoints), 4096)]
-    assert _tokenized(texts) == normalize_texts(texts)
+    assert _compiled_word_hashes(texts) == _arrow_word_hashes(texts)
 
 
 def test_compiled_xxh64_equals_xxhash():
@@ -249,4 +252,5 @@ def test_compiled_xxh64_equals_xxhash():
     blobs = [rng.integers(0, 256, n, dtype=np.uint8).tobytes() for n in [*range(70), 100, 1000, 4097]]
     data = np.frombuffer(b"".join(blobs), dtype=np.uint8)
     offsets = np.r_[0, np.cumsum([len(b) for b in blobs])].astype(np.int64)
-    assert _kernels.word_hashes(data, offsets).tolist() == [xxhash.xxh64_intdigest(b) for b in blobs]
+    compiled = [_kernels.xxh64(data, lo, hi) for lo, hi in zip(offsets[:-1], offsets[1:])]
+    assert compiled == [xxhash.xxh64_intdigest(b) for b in blobs]

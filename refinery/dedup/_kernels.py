@@ -2,10 +2,10 @@
 permutations, each one pass over its input with no batch-sized temporaries.
 
 Every function here reproduces, bit for bit, a definition stated elsewhere with Arrow or numpy:
-- `tokenize` is Arrow's `utf8_lower`, then removing `\\p{P}` (RE2), then
+- `word_hashes` tokenizes as Arrow's `utf8_lower`, then removing `\\p{P}` (RE2), then
   `utf8_split_whitespace`, with per-codepoint tables computed from those very kernels
-  (`minhash._codepoint_tables`), so it cannot drift from `normalize_texts`;
-- `xxh64` is xxHash's XXH64 with seed 0 (the `xxhash` package's `xxh64_intdigest`);
+  (`minhash._codepoint_tables`), so it cannot drift from `normalize_texts`, and hashes each
+  word with `xxh64`, xxHash's XXH64 with seed 0 (the `xxhash` package's `xxh64_intdigest`);
 - `shingle_hashes` is `minhash._combine` (polynomial of word hashes mod 2^64 + length, fmix64);
 - `signatures32/64` are datasketch 2.0's affine32/affine64 permutations and min.
 Arithmetic is on uint64/uint32 only: numba turns a uint64 mixed with an int64 into a float,
@@ -120,20 +120,23 @@ def fmix32(h):
 
 
 @njit(cache=True)
-def tokenize(data, text_offsets, lower, classes):
-    """Lowercase, drop punctuation and split on whitespace, over UTF-8 `data` (texts delimited
-    by `text_offsets`). Returns the words' UTF-8 bytes back to back, their offsets into them,
-    and each text's word count. `lower` maps a codepoint to its lowercase codepoint, `classes`
-    a lowercase codepoint to WORD, PUNCTUATION or SPACE."""
+def word_hashes(data, text_offsets, lower, classes):
+    """xxh64 of every word of the UTF-8 texts in `data` (delimited by `text_offsets`), after
+    lowercasing and dropping punctuation, splitting on whitespace; and each text's word count.
+    `lower` maps a codepoint to its lowercase codepoint, `classes` a lowercase codepoint to
+    WORD, PUNCTUATION or SPACE. A word is hashed as soon as it ends, from a scratch buffer that
+    stays in L1: one pass over the text, with no array of words in between."""
     n_texts = len(text_offsets) - 1
-    out = np.empty(len(data) * 2, dtype=np.uint8)  # lowercasing grows a codepoint by <= 1 byte
-    word_offsets = np.empty(len(data) // 2 + n_texts + 2, dtype=np.int64)  # word + separator
+    longest = 0
+    for t in range(n_texts):
+        longest = max(longest, text_offsets[t + 1] - text_offsets[t])
+    word = np.empty(2 * longest + 4, dtype=np.uint8)  # lowercasing grows a codepoint by <= 1 byte
+    hashes = np.empty(len(data) // 2 + n_texts + 1, dtype=np.uint64)  # a word and a separator
     counts = np.zeros(n_texts, dtype=np.int64)
     n_words = 0
-    pos = 0
-    word_offsets[0] = 0
     for t in range(n_texts):
-        in_word = False
+        first = n_words
+        pos = 0
         i = text_offsets[t]
         end = text_offsets[t + 1]
         while i < end:
@@ -160,46 +163,34 @@ def tokenize(data, text_offsets, lower, classes):
             if kind == PUNCTUATION:
                 continue
             if kind == SPACE:
-                if in_word:
+                if pos > 0:
+                    hashes[n_words] = xxh64(word, 0, pos)
                     n_words += 1
-                    word_offsets[n_words] = pos
-                    counts[t] += 1
-                    in_word = False
+                    pos = 0
                 continue
-            in_word = True
             if c < 0x80:
-                out[pos] = c
+                word[pos] = c
                 pos += 1
             elif c < 0x800:
-                out[pos] = 0xC0 | (c >> 6)
-                out[pos + 1] = 0x80 | (c & 0x3F)
+                word[pos] = 0xC0 | (c >> 6)
+                word[pos + 1] = 0x80 | (c & 0x3F)
                 pos += 2
             elif c < 0x10000:
-                out[pos] = 0xE0 | (c >> 12)
-                out[pos + 1] = 0x80 | ((c >> 6) & 0x3F)
-                out[pos + 2] = 0x80 | (c & 0x3F)
+                word[pos] = 0xE0 | (c >> 12)
+                word[pos + 1] = 0x80 | ((c >> 6) & 0x3F)
+                word[pos + 2] = 0x80 | (c & 0x3F)
                 pos += 3
             else:
-                out[pos] = 0xF0 | (c >> 18)
-                out[pos + 1] = 0x80 | ((c >> 12) & 0x3F)
-                out[pos + 2] = 0x80 | ((c >> 6) & 0x3F)
-                out[pos + 3] = 0x80 | (c & 0x3F)
+                word[pos] = 0xF0 | (c >> 18)
+                word[pos + 1] = 0x80 | ((c >> 12) & 0x3F)
+                word[pos + 2] = 0x80 | ((c >> 6) & 0x3F)
+                word[pos + 3] = 0x80 | (c & 0x3F)
                 pos += 4
-        if in_word:
+        if pos > 0:
+            hashes[n_words] = xxh64(word, 0, pos)
             n_words += 1
-            word_offsets[n_words] = pos
-            counts[t] += 1
-    return out[:pos], word_offsets[: n_words + 1], counts
-
-
-@njit(cache=True)
-def word_hashes(data, offsets):
-    """xxh64 of every word data[offsets[i]:offsets[i+1]]."""
-    n = len(offsets) - 1
-    hashes = np.empty(n, dtype=np.uint64)
-    for w in range(n):
-        hashes[w] = xxh64(data, offsets[w], offsets[w + 1])
-    return hashes
+        counts[t] = n_words - first
+    return hashes[:n_words], counts
 
 
 @njit(cache=True)

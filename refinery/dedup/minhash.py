@@ -6,7 +6,7 @@ function to datasketch as `hashfunc` and feed it `shingle_bytes(text)` to reprod
 What differs is the cost: the whole path from a batch's UTF-8 buffer to its signatures runs in
 compiled loops (`refinery.dedup._kernels`, numba): one pass tokenizes (lowercase, punctuation
 dropped, whitespace split, with per-codepoint tables computed from Arrow's own kernels, so it
-is `normalize_texts` exactly), one hashes the words, one the shingles, and the permutations
+is `normalize_texts` exactly) and hashes each word as it ends, one hashes the shingles, and the permutations
 fold four shingles at a time into an L1-sized block of the signature row, with no
 shingles x hashes temporary.
 
@@ -170,8 +170,8 @@ def _batch_shingles(texts: Texts, n: int) -> tuple[np.ndarray, np.ndarray]:
     """All shingle hashes of a batch (uint64, document by document) and each document's
     offsets into them (n_docs + 1)."""
     data, offsets = _utf8_buffers(_as_string_array(texts))
-    words, word_offsets, counts = _kernels.tokenize(data, offsets, *_codepoint_tables())
-    return _kernels.shingle_hashes(_kernels.word_hashes(words, word_offsets), counts, n)
+    hashes, counts = _kernels.word_hashes(data, offsets, *_codepoint_tables())
+    return _kernels.shingle_hashes(hashes, counts, n)
 
 
 def shingles(text: str, n: int = 5) -> np.ndarray:
