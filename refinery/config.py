@@ -36,6 +36,9 @@ class RunConfig(Params):
     workers: int | None = Field(None, ge=1, description="CPUs for the local Ray; default: all")
     limit: int | None = Field(None, ge=1, description="stop after this many WARC records")
     shard_rows: int = Field(10_000, ge=1, description="documents per output shard (at least)")
+    commit_rows: int = Field(
+        10_000, ge=1, description="filter-phase rows per committed part: fewer, larger files; a crash redoes at most a part per task"
+    )
     write_removed: bool = False
     read: ReadParams = ReadParams()
     stages: list[Stage] = Field(min_length=1)

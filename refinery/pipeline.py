@@ -194,9 +194,11 @@ def filter_phase(cfg: RunConfig, todo: list[dict], out: Output) -> None:
             fn_kwargs={"p": params, "keep_removed_text": cfg.write_removed, "output": out.uri},
             max_retries=MAX_TASK_RETRIES,
         )
+    # Parts are committed from bigger batches than the stages see (`commit_rows`): a 40k-record
+    # WARC makes a few files per folder, not one per 128-record batch.
     ds = ds.map_batches(
         commit_parts,
-        batch_size=cfg.read.batch_records,
+        batch_size=cfg.commit_rows,
         batch_format="pyarrow",
         fn_kwargs={"output": out.uri, "names": {t["path"]: t["name"] for t in todo}, "write_removed": cfg.write_removed},
         max_retries=MAX_TASK_RETRIES,

@@ -52,8 +52,8 @@ def as_ranges(records: np.ndarray) -> list[list[int]]:
 
 
 def fingerprint(cfg: RunConfig, files: list[str]) -> dict:
-    """What decides a run's output: the whole config but the worker count, and the input files."""
-    return {"config": cfg.model_dump(mode="json", exclude={"workers", "output"}), "inputs": files}
+    """What decides a run's output: the whole config but the worker count and part size, and the input files."""
+    return {"config": cfg.model_dump(mode="json", exclude={"workers", "output", "commit_rows"}), "inputs": files}
 
 
 def open_run(out: Output, cfg: RunConfig, files: list[str], overwrite: bool) -> str:

@@ -24,12 +24,13 @@ RECORDS = 300  # the first 300 records of crawl-sample, in two input files
 
 @pytest.fixture(scope="module")
 def setup(data_dir, tmp_path_factory):
-    """Two input WARCs, a config (cc.yaml, removed rows written, fewer dedup partitions for a
-    small input), and the output of one uninterrupted run."""
+    """Two input WARCs, a config (cc.yaml, removed rows written, parts of 64 rows so that an
+    input is committed in several, fewer dedup partitions for a small input), and the output of
+    one uninterrupted run."""
     folder = tmp_path_factory.mktemp("resume")
     inputs = split_warc(data_dir / "crawl-sample" / "real-pages.warc.gz", folder / "in", RECORDS, 2)
     config = yaml.safe_load((REPO / "pipelines" / "cc.yaml").read_text())
-    config.update(input=[str(p) for p in inputs], write_removed=True, shard_rows=50)
+    config.update(input=[str(p) for p in inputs], write_removed=True, shard_rows=50, commit_rows=64)
     for d in config["dedup"]:
         d["partitions"] = 4
     cfg = folder / "run.yaml"
