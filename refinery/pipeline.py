@@ -39,6 +39,8 @@ BUCKETS_DIR = "_buckets"
 # Ray retries a task whose worker died, by default forever; the crash guard needs two retries
 # per record that kills its worker, so this bounds a batch to a few such records.
 MAX_TASK_RETRIES = 8
+# The final pass reads the committed parts in tasks of consecutive files, at most this many each.
+READ_FILES_PER_TASK = 64
 
 
 def start_ray(workers: int | None) -> None:
@@ -211,8 +213,8 @@ def compact(cfg: RunConfig, out: Output) -> None:
     """Without dedup, the final pass only gathers the committed parts' kept rows into shards."""
     import ray.data
 
-    files = [out.path(f) for f in out.list_files(FILTERED_DIR, ".parquet")]
-    ds = ray.data.read_parquet(files, filesystem=out.fs) if files else ray.data.from_arrow(SHARD.empty_table())
+    files = out.list_files(FILTERED_DIR, ".parquet")
+    ds = read_filtered(out, files) if files else ray.data.from_arrow(SHARD.empty_table())
     ds.write_parquet(out.path(STAGING_DIR), filesystem=out.fs, min_rows_per_file=cfg.shard_rows, compression="zstd")
 
 
@@ -236,16 +238,15 @@ def dedup_phase(cfg: RunConfig, out: Output) -> dict:
     import ray
     import ray.data
 
-    files = [out.path(f) for f in out.list_files(FILTERED_DIR, ".parquet")]
+    files = out.list_files(FILTERED_DIR, ".parquet")
     info: dict = {}
     removed = {"doc": [np.empty(0, np.int64)], "kept": [np.empty(0, np.int64)], "stage": []}
     if files:
-        source = ray.data.read_parquet(files, filesystem=out.fs)
         for p in cfg.dedup:
             columns = ["id", "url", "date"] if isinstance(p, UrlDedupParams) else ["id", "text"]
             excluded = np.concatenate(removed["doc"])
             folder = f"{BUCKETS_DIR}/{p.stage}"
-            written = source.select_columns(columns).map_batches(
+            written = read_filtered(out, files, columns).map_batches(
                 write_buckets, batch_format="pyarrow", fn_kwargs={"p": p, "excluded": excluded, "output": out.uri, "folder": folder}
             )
             for _ in written.iter_batches(batch_size=None):
@@ -272,8 +273,8 @@ def dedup_phase(cfg: RunConfig, out: Output) -> dict:
             "stages": [p.stage for p in cfg.dedup],
         }
         if cfg.write_removed:
-            plan["kept_names"] = kept_doc_names(source, plan["kept"])
-        final = source.map_batches(
+            plan["kept_names"] = kept_doc_names(read_filtered(out, files, ["id"]), plan["kept"])
+        final = read_filtered(out, files).map_batches(
             mark_duplicates, batch_format="pyarrow", fn_kwargs={"plan": ray.put(plan), "keep_removed_text": cfg.write_removed}
         )
     else:
@@ -281,6 +282,44 @@ def dedup_phase(cfg: RunConfig, out: Output) -> dict:
     final = final.map_batches(dedup_outcomes, batch_format="pyarrow", fn_kwargs={"output": out.uri, "write_removed": cfg.write_removed})
     final.write_parquet(out.path(STAGING_DIR), filesystem=out.fs, min_rows_per_file=cfg.shard_rows, compression="zstd")
     return info
+
+
+def read_filtered(out: Output, files: list[str], columns: list[str] | None = None):
+    """The kept rows the filter phase committed (`files`, under `_filtered/`), in order, as a
+    dataset of blocks of about DataContext.target_max_block_size.
+
+    Not ray.data.read_parquet: Ray 2.60's reader starts a pool of footer-reading actors (new
+    worker processes) for every pass over the files, 1-2 s a pass whatever the data size, and
+    dedup passes over them once per stage and once or twice more for the shards. Plain tasks
+    over the file list cost milliseconds; each reads whole files, so no footer is needed first."""
+    import ray
+    import ray.data
+
+    # consecutive files per task: a few tasks per CPU, and at most READ_FILES_PER_TASK files each
+    cpus = max(1, int(ray.cluster_resources().get("CPU", 1)))
+    tasks = min(len(files), max(4 * cpus, -(-len(files) // READ_FILES_PER_TASK)))
+    groups = [list(g) for g in np.array_split(np.array(files, dtype=object), tasks)]
+    block_bytes = ray.data.DataContext.get_current().target_max_block_size
+    return ray.data.from_items([{"files": g} for g in groups], override_num_blocks=len(groups)).map_batches(
+        read_parts, batch_size=1, batch_format="pyarrow", fn_kwargs={"output": out.uri, "columns": columns, "block_bytes": block_bytes}
+    )
+
+
+
+def read_parts(batch: pa.Table, output: str, columns: list[str] | None, block_bytes: int):
+    """The rows of the batch's files, in order, yielded in tables of about `block_bytes`."""
+    out = Output(output)
+    schema = SHARD if columns is None else pa.schema([SHARD.field(c) for c in columns])
+    tables, size = [], 0
+    for rel in batch.column("files")[0].as_py():
+        table = pq.read_table(out.path(rel), columns=schema.names, filesystem=out.fs).cast(schema)
+        tables.append(table)
+        size += table.nbytes
+        if size >= block_bytes:
+            yield pa.concat_tables(tables)
+            tables, size = [], 0
+    if tables:
+        yield pa.concat_tables(tables)
 
 
 def write_buckets(batch: pa.Table, p, excluded: np.ndarray, output: str, folder: str) -> pa.Table:
@@ -310,7 +349,7 @@ def reduce_buckets(batch: pa.Table, output: str, folder: str) -> pa.Table:
     return pa.concat_tables(edges)
 
 
-def kept_doc_names(source, kept: np.ndarray) -> dict[int, str]:
+def kept_doc_names(ids, kept: np.ndarray) -> dict[int, str]:
     """The string ids of the documents kept in duplicates' places (one small pass over ids),
     so removed rows can name what they duplicate."""
     wanted = np.unique(kept)
@@ -320,7 +359,7 @@ def kept_doc_names(source, kept: np.ndarray) -> dict[int, str]:
         hit = np.isin(ints, wanted)
         return pa.table({"int": ints[hit], "id": batch.column("id").filter(pa.array(hit))})
 
-    found = source.select_columns(["id"]).map_batches(names, batch_format="pyarrow")
+    found = ids.map_batches(names, batch_format="pyarrow")
     return {int(r["int"]): r["id"] for r in found.iter_rows()}
 
 
