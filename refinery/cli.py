@@ -35,7 +35,8 @@ def _run(args: argparse.Namespace) -> int:
     return 0 if read_anything else 1
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(pretrain: bool = True) -> argparse.ArgumentParser:
+    """The `refinery` parser; without `pretrain`, the parser of `run` alone (no torch import)."""
     parser = argparse.ArgumentParser(prog="refinery", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
     run = sub.add_parser("run", help="run a pipeline config over WARC files")
@@ -47,6 +48,8 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--write-removed", action="store_true", help="write removed documents per stage")
     run.add_argument("--overwrite", action="store_true", help="replace a non-empty output folder")
     run.set_defaults(func=_run)
+    if not pretrain:
+        return parser
     try:
         from refinery.model.cli import add_pretrain_parser, run_pretrain
     except ImportError:  # the pretraining module is optional at import time
@@ -59,7 +62,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
-    args = build_parser().parse_args(argv)
+    argv = sys.argv[1:] if argv is None else list(argv)
+    # `pretrain` imports torch (over a second): not for `refinery run`, which never needs it
+    args = build_parser(pretrain=argv[:1] != ["run"]).parse_args(argv)
     return args.func(args)
 
 

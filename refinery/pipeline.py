@@ -305,7 +305,6 @@ def read_filtered(out: Output, files: list[str], columns: list[str] | None = Non
     )
 
 
-
 def read_parts(batch: pa.Table, output: str, columns: list[str] | None, block_bytes: int):
     """The rows of the batch's files, in order, yielded in tables of about `block_bytes`."""
     out = Output(output)
