@@ -99,14 +99,23 @@ def run(tmp, out, *extra):
     return json.loads((out / "stats.json").read_text())
 
 
-def test_planted_duplicates_are_removed(planted):
+@pytest.fixture(scope="module")
+def run_ab(planted):
+    """Inputs a then b on two workers: the run the planted duplicates are checked in, and one
+    side of the independence test (a CLI run costs seconds of Ray start-up, so it is shared)."""
+    tmp = planted[0]
+    stats = run(tmp, tmp / "out_ab", "--input", str(tmp / "a.warc.gz"), str(tmp / "b.warc.gz"), "--workers", "2")
+    return tmp / "out_ab", stats
+
+
+def test_planted_duplicates_are_removed(planted, run_ab):
     tmp, texts, variants, exact, far = planted
-    stats = run(tmp, tmp / "out1", "--input", str(tmp / "a.warc.gz"), str(tmp / "b.warc.gz"))
+    out, stats = run_ab
     # at Jaccard >= 0.85, 450 x 20 LSH finds a pair with probability > 0.9999; under 0.5, ~0
     assert all(jaccard(texts[i], t) >= 0.85 for i, _, t in variants)
     assert jaccard(texts[8], far[2]) < 0.5
-    removed = pq.read_table(tmp / "out1" / "removed" / "minhash").to_pydict()
-    kept = pq.read_table(tmp / "out1" / "shards").to_pydict()
+    removed = pq.read_table(out / "removed" / "minhash").to_pydict()
+    kept = pq.read_table(out / "shards").to_pydict()
     kept_urls = set(kept["url"])
     # each original with its variants and copies is one cluster: exactly one member survives
     for i in range(6):
@@ -119,7 +128,7 @@ def test_planted_duplicates_are_removed(planted):
     assert set(removed["duplicate_of"]) <= kept_ids
     assert stats["dedup"]["minhash"]["removed"] == 13 == len(removed["id"])
     assert stats["dedup"]["minhash"]["cluster_sizes"] == {"2": 1, "3": 6}
-    url = pq.read_table(tmp / "out1" / "removed" / "url_dedup").to_pydict()
+    url = pq.read_table(out / "removed" / "url_dedup").to_pydict()
     assert url["url"] == ["https://news.example/front"]
     front = [d for d, u in zip(kept["date"], kept["url"]) if u == "https://news.example/front"]
     assert front == ["2024-05-01T00:00:00Z"]
@@ -129,11 +138,11 @@ def test_planted_duplicates_are_removed(planted):
     assert stats["kept"]["docs"] == len(kept["id"]) == stats["stages"][-1]["docs_out"]
 
 
-def test_kept_set_does_not_depend_on_workers_or_input_order(planted):
+def test_kept_set_does_not_depend_on_workers_or_input_order(planted, run_ab):
     tmp, *_ = planted
-    run(tmp, tmp / "out_a", "--input", str(tmp / "a.warc.gz"), str(tmp / "b.warc.gz"), "--workers", "2")
+    out_a, _ = run_ab  # a, b on two workers
     run(tmp, tmp / "out_b", "--input", str(tmp / "b.warc.gz"), str(tmp / "a.warc.gz"), "--workers", "1")
-    ids_a = set(pq.read_table(tmp / "out_a" / "shards", columns=["id"]).column("id").to_pylist())
+    ids_a = set(pq.read_table(out_a / "shards", columns=["id"]).column("id").to_pylist())
     ids_b = set(pq.read_table(tmp / "out_b" / "shards", columns=["id"]).column("id").to_pylist())
     assert ids_a == ids_b and ids_a
 
