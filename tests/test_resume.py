@@ -10,6 +10,7 @@ import signal
 import subprocess
 import sys
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pyarrow.parquet as pq
@@ -130,23 +131,38 @@ def kept_urls(out: Path) -> list[str]:
     return sorted(pq.read_table(out / "shards", columns=["url"]).column("url").to_pylist())
 
 
-def test_worker_killed_once_is_retried_and_the_output_is_unchanged(setup, tmp_path):
+@pytest.fixture(scope="module")
+def crash_runs(setup, tmp_path_factory):
+    """The two runs whose `extract` worker dies on the reference's first kept record: once
+    (REFINERY_CRASH_ONCE), and on every try. They are independent CLI runs, each with its own
+    local Ray and output folder, so they run side by side. Returns ({"once" / "always": (the
+    finished process, its output)}, the victim URL, the file the crash-once run leaves)."""
     cfg, reference = setup
     victim = kept_urls(reference)[0]
-    once = tmp_path / "crashed"
-    proc = run_cli("run", str(cfg), "--output", str(tmp_path / "out"), env={"REFINERY_CRASH_ON_URL": victim, "REFINERY_CRASH_ONCE": str(once)})
+    folder = tmp_path_factory.mktemp("crashes")
+    once = folder / "crashed"
+    envs = {"once": {"REFINERY_CRASH_ON_URL": victim, "REFINERY_CRASH_ONCE": str(once)}, "always": {"REFINERY_CRASH_ON_URL": victim}}
+    with ThreadPoolExecutor(2) as pool:
+        futures = {k: pool.submit(run_cli, "run", str(cfg), "--output", str(folder / k), env=env) for k, env in envs.items()}
+        return {k: (f.result(), folder / k) for k, f in futures.items()}, victim, once
+
+
+def test_worker_killed_once_is_retried_and_the_output_is_unchanged(setup, crash_runs):
+    cfg, reference = setup
+    runs, victim, once = crash_runs
+    proc, out = runs["once"]
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert once.exists(), "the injected crash did not happen"
-    assert outcome(tmp_path / "out") == outcome(reference)
+    assert outcome(out) == outcome(reference)
 
 
-def test_record_that_always_kills_its_worker_is_removed_with_a_reason(setup, tmp_path):
+def test_record_that_always_kills_its_worker_is_removed_with_a_reason(setup, crash_runs):
     cfg, reference = setup
-    victim = kept_urls(reference)[0]
-    proc = run_cli("run", str(cfg), "--output", str(tmp_path / "out"), env={"REFINERY_CRASH_ON_URL": victim})
+    runs, victim, _ = crash_runs
+    proc, out = runs["always"]
     assert proc.returncode == 0, proc.stderr[-3000:]
-    got, want = outcome(tmp_path / "out"), outcome(reference)
-    assert kept_urls(tmp_path / "out") == [u for u in kept_urls(reference) if u != victim]
+    got, want = outcome(out), outcome(reference)
+    assert kept_urls(out) == [u for u in kept_urls(reference) if u != victim]
     crashed = [r for r in got["removed"]["extract"] if r["reason"] == "extract:worker_crash"]
     assert [r["url"] for r in crashed] == [victim]
     extract = next(s for s in got["stats"]["stages"] if s["stage"] == "extract")
