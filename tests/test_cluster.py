@@ -96,7 +96,7 @@ class Cluster:
         while "Ray runtime started" not in (self.root / f"{name}.log").read_text():
             if self.procs[-1].poll() is not None or time.monotonic() > deadline:
                 raise RuntimeError(f"ray start ({name}) failed:\n{(self.root / f'{name}.log').read_text()[-3000:]}")
-            time.sleep(0.5)
+            time.sleep(0.1)
 
     def start(self) -> None:
         self._start_node("head", ["--head", "--node-ip-address", HEAD_IP, "--port", str(self.gcs_port),
@@ -107,7 +107,7 @@ class Cluster:
         while len(nodes := [n for n in self.state("nodes") if n["state"] == "ALIVE"]) < 2:
             if time.monotonic() > deadline:
                 raise RuntimeError(f"the cluster has {len(nodes)} live nodes, not 2")
-            time.sleep(1)
+            time.sleep(0.2)
         self.nodes = {n["node_ip"]: n["node_id"] for n in nodes}
 
     def ray(self, *args: str, timeout: float = 60) -> subprocess.CompletedProcess:
@@ -136,7 +136,7 @@ class Cluster:
                 os.killpg(p.pid, signal.SIGKILL)
             except ProcessLookupError:
                 pass
-        for _ in range(20):  # workers and actors outlive their raylet for a moment
+        for _ in range(100):  # workers and actors outlive their raylet for a moment (10 s at most)
             left = marked_pids(self.marker)
             if not left:
                 break
@@ -145,7 +145,7 @@ class Cluster:
                     os.kill(pid, signal.SIGKILL)
                 except ProcessLookupError:
                     pass
-            time.sleep(0.5)
+            time.sleep(0.1)
         for p in self.procs:
             if p.poll() is None:
                 p.wait(10)
