@@ -36,8 +36,14 @@ class RunConfig(Params):
     workers: int | None = Field(None, ge=1, description="CPUs for the local Ray; default: all")
     limit: int | None = Field(None, ge=1, description="stop after this many WARC records")
     shard_rows: int = Field(10_000, ge=1, description="documents per output shard (at least)")
-    commit_rows: int = Field(
-        10_000, ge=1, description="filter-phase rows per committed part: fewer, larger files; a crash redoes at most a part per task"
+    commit_rows: int | None = Field(
+        None,
+        ge=1,
+        description=(
+            "filter-phase rows per committed part, and per task; default read.batch_records, so the blocks of "
+            "one file spread over the CPUs. A crawl of many more WARCs than CPUs keeps them busy with whole "
+            "files: 10000 there makes a 40k-record WARC a handful of part files per folder instead of ~300"
+        ),
     )
     write_removed: bool = False
     read: ReadParams = ReadParams()

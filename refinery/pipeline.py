@@ -196,11 +196,11 @@ def filter_phase(cfg: RunConfig, todo: list[dict], out: Output) -> None:
             fn_kwargs={"p": params, "keep_removed_text": cfg.write_removed, "output": out.uri},
             max_retries=MAX_TASK_RETRIES,
         )
-    # Parts are committed from bigger batches than the stages see (`commit_rows`): a 40k-record
-    # WARC makes a few files per folder, not one per 128-record batch.
+    # Ray Data fuses this step with the stages and gives the fused task the larger batch, so
+    # `commit_rows` is also the rows per task (see RunConfig.commit_rows).
     ds = ds.map_batches(
         commit_parts,
-        batch_size=cfg.commit_rows,
+        batch_size=cfg.commit_rows or cfg.read.batch_records,
         batch_format="pyarrow",
         fn_kwargs={"output": out.uri, "names": {t["path"]: t["name"] for t in todo}, "write_removed": cfg.write_removed},
         max_retries=MAX_TASK_RETRIES,

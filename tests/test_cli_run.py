@@ -7,11 +7,10 @@ from pathlib import Path
 
 import pyarrow.parquet as pq
 import pytest
-import yaml
 
 from refinery.filters.language import identify_language, page_text
 from refinery.schema import SHARD
-from conftest import REPO, run_cli
+from conftest import run_cli
 from warc_builders import count_records, real_pages, truncated_copy, write_warc
 
 CC = "pipelines/cc.yaml"
@@ -67,17 +66,6 @@ def test_removed_documents_are_written_per_stage(crawl_run):
         assert Counter(removed.column("reason").to_pylist()) == Counter(s["removed"])
     lang = pq.read_table(out / "removed" / "language").to_pydict()
     assert all(lang["text"])  # the text a rule removed can be read
-
-
-def test_parts_are_committed_per_commit_rows_not_per_batch(crawl_run):
-    """crawl-sample's 1,171 records are under cc.yaml's commit_rows (10,000): the filter phase
-    commits them as one part, so each folder gets one file, not one per 128-record batch."""
-    out, _, stats = crawl_run
-    assert len(list((out / "_parts").glob("*.json"))) == 1
-    filter_stages = [s["stage"] for s in yaml.safe_load((REPO / CC).read_text())["stages"]]
-    for stage in filter_stages:
-        folder = out / "removed" / stage
-        assert not folder.exists() or len(list(folder.glob("*.parquet"))) == 1
 
 
 def test_funnel_is_printed_beside_refinedweb(crawl_run):

@@ -124,7 +124,23 @@ def test_finished_run_is_not_redone_and_a_changed_config_is_refused(setup, tmp_p
     changed.write_text(yaml.safe_dump(config))
     proc = run_cli("run", str(changed), "--output", str(reference))
     assert proc.returncode == 2 and "different config (changed: stages)" in proc.stderr
+    # the part size changes how the output is committed, not what it is: not a different run
+    config = yaml.safe_load(cfg.read_text()) | {"commit_rows": 32}
+    changed.write_text(yaml.safe_dump(config))
+    proc = run_cli("run", str(changed), "--output", str(reference))
+    assert proc.returncode == 0 and "nothing to do" in proc.stderr
     assert {f: f.stat().st_mtime_ns for f in reference.rglob("*")} == before
+
+
+def test_parts_hold_at_most_commit_rows_records_and_cover_every_record(setup):
+    _, reference = setup
+    covered = {}
+    for part in files(reference, "_parts", ".json"):
+        info = json.loads(part.read_text())
+        records = [r for a, b in info["ranges"] for r in range(a, b)]
+        assert 0 < len(records) <= 64  # the config's commit_rows
+        covered.setdefault(info["input"], []).extend(records)
+    assert sorted(map(sorted, covered.values())) == [list(range(RECORDS // 2))] * 2
 
 
 def kept_urls(out: Path) -> list[str]:
