@@ -8,6 +8,7 @@ import json
 import logging
 import os
 import time
+import warnings
 
 import numpy as np
 import pyarrow as pa
@@ -188,23 +189,27 @@ def filter_phase(cfg: RunConfig, todo: list[dict], out: Output) -> None:
     ds = ds.map_batches(read_files, batch_size=1, batch_format="pyarrow", fn_kwargs={"read": cfg.read, "output": out.uri}, num_cpus=0.25)
     if cfg.limit:
         ds = ds.limit(cfg.limit)
-    for params in cfg.stages:
+    with warnings.catch_warnings():
+        # max_retries has no named parameter in Ray 2.60: it travels in ray_remote_args, which
+        # Ray deprecates for 2.64 (pyproject keeps ray below 2.64). Only that warning is silenced.
+        warnings.filterwarnings("ignore", message="`ray_remote_args` is deprecated")
+        for params in cfg.stages:
+            ds = ds.map_batches(
+                named_stage(params.stage),
+                batch_size=cfg.read.batch_records,
+                batch_format="pyarrow",
+                fn_kwargs={"p": params, "keep_removed_text": cfg.write_removed, "output": out.uri},
+                max_retries=MAX_TASK_RETRIES,
+            )
+        # Ray Data fuses this step with the stages and gives the fused task the larger batch, so
+        # `commit_rows` is also the rows per task (see RunConfig.commit_rows).
         ds = ds.map_batches(
-            named_stage(params.stage),
-            batch_size=cfg.read.batch_records,
+            commit_parts,
+            batch_size=cfg.commit_rows or cfg.read.batch_records,
             batch_format="pyarrow",
-            fn_kwargs={"p": params, "keep_removed_text": cfg.write_removed, "output": out.uri},
+            fn_kwargs={"output": out.uri, "names": {t["path"]: t["name"] for t in todo}, "write_removed": cfg.write_removed},
             max_retries=MAX_TASK_RETRIES,
         )
-    # Ray Data fuses this step with the stages and gives the fused task the larger batch, so
-    # `commit_rows` is also the rows per task (see RunConfig.commit_rows).
-    ds = ds.map_batches(
-        commit_parts,
-        batch_size=cfg.commit_rows or cfg.read.batch_records,
-        batch_format="pyarrow",
-        fn_kwargs={"output": out.uri, "names": {t["path"]: t["name"] for t in todo}, "write_removed": cfg.write_removed},
-        max_retries=MAX_TASK_RETRIES,
-    )
     for _ in ds.iter_batches(batch_size=None):
         pass
 
