@@ -18,17 +18,19 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from functools import lru_cache
-from typing import Literal, Union
+from typing import TYPE_CHECKING, Literal, Union
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 import xxhash
-from datasketch import LeanMinHash
 from pydantic import Field
 
 from refinery.dedup import _kernels
 from refinery.params import Params
+
+if TYPE_CHECKING:
+    from datasketch import LeanMinHash
 
 Texts = Union[Sequence[str], pa.Array, pa.ChunkedArray]
 
@@ -311,6 +313,9 @@ def lsh_band_keys(signatures: np.ndarray, bands: int, rows: int) -> np.ndarray:
 
 
 def to_lean_minhash(signature_row: np.ndarray, seed: int = 1) -> LeanMinHash:
-    """One signature as a datasketch LeanMinHash, to query with datasketch's MinHashLSH."""
+    """One signature as a datasketch LeanMinHash, to query with datasketch's MinHashLSH.
+    datasketch is imported here, not at the top: it pulls in scipy, ~0.35 s in every process."""
+    from datasketch import LeanMinHash
+
     bits = 32 if signature_row.dtype == np.uint32 else 64
     return LeanMinHash(seed=seed, hashvalues=signature_row, scheme=_SCHEMES[bits])
