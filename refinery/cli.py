@@ -1,5 +1,6 @@
 """The `refinery` command: `run` a pipeline config, `pretrain` the bundled GPT. Thin: parse,
-load and validate config, call. Exit codes: 0 ok, 1 no input could be read, 2 bad config or usage."""
+load and validate config, call. Exit codes: 0 ok, 1 no input could be read, 2 bad config or usage,
+3 inputs failed on the network (re-run to read on, or finish with --accept-failed-inputs)."""
 from __future__ import annotations
 
 import argparse
@@ -23,12 +24,21 @@ def _run(args: argparse.Namespace) -> int:
         return 2
     from refinery import pipeline
     from refinery.io.sources import InputError
+    from refinery.resume import FAILED_INPUTS, InputsFailed
 
     try:
-        stats = pipeline.run(cfg, overwrite=args.overwrite)
+        stats = pipeline.run(cfg, overwrite=args.overwrite, accept_failed=args.accept_failed_inputs)
     except (InputError, FileExistsError) as e:
         print(f"refinery: {e}", file=sys.stderr)
         return 2
+    except InputsFailed as e:
+        print(f"refinery: {len(e.failed)} input(s) failed on the network after their retries; their committed "
+              f"records are kept, and no shards or stats.json were written (list: {e.output}/{FAILED_INPUTS}):", file=sys.stderr)
+        for f in e.failed:
+            print(f"  {f['path']}: {f['error']}", file=sys.stderr)
+        print("refinery: re-run the same command to read them on from where they stopped, "
+              "or add --accept-failed-inputs to finish the run without the rest of them", file=sys.stderr)
+        return 3
     print(pipeline.summary(stats))
     print(f"\nshards and stats.json in {cfg.output}")
     read_anything = stats["records_read"] > len(stats["errors"])
@@ -47,6 +57,11 @@ def build_parser(pretrain: bool = True) -> argparse.ArgumentParser:
     run.add_argument("--workers", type=int, help="CPUs for the local Ray (default: all)")
     run.add_argument("--write-removed", action="store_true", help="write removed documents per stage")
     run.add_argument("--overwrite", action="store_true", help="replace a non-empty output folder")
+    run.add_argument(
+        "--accept-failed-inputs", action="store_true",
+        help="finish the run although inputs failed on the network (now or in the run resumed): "
+        "the rest of each counts as one read:network_failed row; without it such a run exits 3",
+    )
     run.set_defaults(func=_run)
     if not pretrain:
         return parser

@@ -18,15 +18,16 @@ import pyarrow.parquet as pq
 from refinery.config import RunConfig
 from refinery.io.sources import list_inputs, open_input
 from refinery.io.storage import Output
-from refinery.io.warc import ReadParams, read_warc
+from refinery.io.warc import ReadInterrupted, ReadParams, error_row, read_warc
 from refinery.dedup.clusters import doc_ids_from_strings
 from refinery.dedup.phase import EDGE_SCHEMA, REASONS, UrlDedupParams, bucket_rows, partition_edges, removals
 from refinery.crash_guard import ATTEMPTS_DIR, guarded
 from refinery.resume import (
-    COMPLETE, FILTERED_DIR, INPUTS_DIR, PARTS_DIR, RESUME, STAGING_DIR,
-    as_ranges, discard_unfinished, inputs_to_do, open_run, part_name,
+    COMPLETE, FAILED_DIR, FAILED_INPUTS, FILTERED_DIR, INPUTS_DIR, NETWORK_FAILED, PARTS_DIR, RESUME, STAGING_DIR,
+    InputsFailed, accepted_failures, as_ranges, committed_records, discard_unfinished, failed_inputs, inputs_to_do,
+    open_run, part_name,
 )
-from refinery.schema import REMOVED_COLUMNS, SHARD, SHARD_COLUMNS, ids_hash
+from refinery.schema import REMOVED_COLUMNS, SHARD, SHARD_COLUMNS, ids_hash, rows_from_pylist
 from refinery.stages import apply_stage
 from refinery.stats import KEPT, batch_counts, format_table, funnel, merge_counts
 
@@ -60,23 +61,32 @@ def start_ray(workers: int | None) -> None:
 
 
 def read_files(batch: pa.Table, read: ReadParams, output: str):
-    """Records of each input, numbered, less those a previous attempt committed; at the end of
-    an input, its record count (which tells a re-run when the input is finished)."""
+    """Records of each input from its start point, numbered, less those a previous attempt
+    committed; at the end of an input, its record count (which tells a re-run when the input is
+    finished). An input whose stream fails after its retries is left unfinished, with a note of
+    the error and of where to read on (`_failed/`), and the others go on: raising here would
+    fail the whole Ray Data plan."""
     out = Output(output)
-    for path, name, skip in zip(*(batch.column(c).to_pylist() for c in ("path", "name", "skip"))):
+    for path, name, skip, start in zip(*(batch.column(c).to_pylist() for c in ("path", "name", "skip", "start"))):
         skip = json.loads(skip)
-        n = 0
-        with open_input(path) as stream:
-            for rows in read_warc(stream, path, read):
-                index = np.arange(n, n + rows.num_rows)
-                n += rows.num_rows
-                rows = rows.set_column(rows.schema.get_field_index("source_record"), "source_record", pa.array(index))
-                todo = np.ones(len(index), dtype=bool)
-                for a, b in skip:
-                    todo &= (index < a) | (index >= b)
-                if todo.any():
-                    yield rows.filter(pa.array(todo))
+        n, offset = json.loads(start)
+        try:
+            with open_input(path, read.retry, offset) as stream:
+                for rows in read_warc(stream, path, read, n, offset):
+                    index = np.arange(n, n + rows.num_rows)
+                    n += rows.num_rows
+                    rows = rows.set_column(rows.schema.get_field_index("source_record"), "source_record", pa.array(index))
+                    todo = np.ones(len(index), dtype=bool)
+                    for a, b in skip:
+                        todo &= (index < a) | (index >= b)
+                    if todo.any():
+                        yield rows.filter(pa.array(todo))
+        except ReadInterrupted as e:
+            log.error("%s: %s", path, e)
+            out.write_json(f"{FAILED_DIR}/{name}.json", {"path": path, "error": str(e.error), "record": e.record, "offset": e.offset})
+            continue
         out.write_json(f"{INPUTS_DIR}/{name}.json", {"path": path, "records": n})
+        out.delete(f"{FAILED_DIR}/{name}.json")
 
 
 # Stages that run native code (lexbor, lxml, fastText), which can take their worker down; the
@@ -131,10 +141,12 @@ def dedup_outcomes(batch: pa.Table, output: str, write_removed: bool) -> pa.Tabl
     return write_outcomes(Output(output), ids_hash(batch), batch, write_removed, DEDUP_PARTS_DIR)
 
 
-def run(cfg: RunConfig, overwrite: bool = False) -> dict:
+def run(cfg: RunConfig, overwrite: bool = False, accept_failed: bool = False) -> dict:
     """Run the filter phase over the inputs not finished yet, then the final pass (dedup if
     configured, else compaction into shards); returns the stats also written to OUTPUT/stats.json.
-    Re-running the command of an interrupted run resumes it (refinery.resume)."""
+    Re-running the command of an interrupted run resumes it (refinery.resume). Inputs whose
+    stream failed after its retries stop the run before the final pass (InputsFailed), unless
+    `accept_failed`: then each is counted as one `read:network_failed` row and the run finishes."""
     import ray.data
 
     files = list_inputs(cfg.input)
@@ -151,10 +163,16 @@ def run(cfg: RunConfig, overwrite: bool = False) -> dict:
     ctx.target_max_block_size = 16 * 1024 * 1024  # several blocks per WARC file, so one file spreads over workers
 
     started = time.monotonic()
-    todo = inputs_to_do(out, files)
+    todo = inputs_to_do(out, files, accept_failed)
     if todo:
         filter_phase(cfg, todo, out)
     seconds = {"filter_phase": round(time.monotonic() - started, 2)}
+    failed = failed_inputs(out, files)
+    if failed and not accept_failed:
+        out.write_json(FAILED_INPUTS, failed)
+        raise InputsFailed(failed, out.uri)
+    accept_failures(out, failed, cfg.write_removed)
+    out.delete(FAILED_INPUTS)
     counts = merge_counts(out.read_jsons(out.list_files(PARTS_DIR, ".json")))
     stage_names = [s.stage for s in cfg.stages]
     dedup_info = {}
@@ -172,11 +190,27 @@ def run(cfg: RunConfig, overwrite: bool = False) -> dict:
     stats = funnel(counts, stage_names)
     stats["dedup"] = dedup_info
     stats["inputs"] = files
+    stats["failed_inputs"] = accepted_failures(out)
     stats["seconds"] = seconds
     out.write_json("stats.json", stats)
     for rel in (FILTERED_DIR, ATTEMPTS_DIR, STAGING_DIR):
         out.delete(rel)
     return stats
+
+
+def accept_failures(out: Output, failed: list[dict], write_removed: bool) -> None:
+    """Finish each failed input with one `read:network_failed` row after its committed records,
+    standing for the rest of the file (how many records that is cannot be known), committed as
+    a part, so the funnel counts it; the input's failure note stays, for stats.json."""
+    done = committed_records(out) if failed else {}
+    for f in failed:
+        ranges = done.get(f["name"], [])
+        ordinal = max([b for _, b in ranges], default=0)
+        row = error_row(f["path"], f["read_on_from"]["offset"], NETWORK_FAILED) | {"source_record": ordinal}
+        log.warning("%s: accepted as failed (%s): counted as %s after %d records", f["path"], f["error"], NETWORK_FAILED, f["records_committed"])
+        write_outcomes(out, part_name(f["name"], np.array([ordinal])), rows_from_pylist([row]), write_removed, PARTS_DIR,
+                       {"input": f["name"], "ranges": [[ordinal, ordinal + 1]]})
+        out.write_json(f"{INPUTS_DIR}/{f['name']}.json", {"path": f["path"], "records": f["records_committed"] + 1})
 
 
 def filter_phase(cfg: RunConfig, todo: list[dict], out: Output) -> None:

@@ -8,7 +8,15 @@ finished when `_inputs/<input>.json` (written once its reader reached the end) a
 parts cover all its records. A re-run skips finished inputs, re-reads the others skipping the
 records of committed parts, and deletes what uncommitted parts left behind; the final pass
 (dedup, or compaction into shards) is always redone whole. `stats.json`, written last, marks a
-complete run."""
+complete run.
+
+An input whose stream failed after its retries (the network, not the data) leaves
+`_failed/<input>.json`: the error, and the point to read on from (record ordinal and byte offset).
+A run with such inputs runs no final pass: it lists them in `_failed_inputs.json` and stops
+(`InputsFailed`). A re-run reads them on from that point, with a ranged read, when every record
+before it is committed (else from the start, skipping what is committed). Accepted failures
+(`--accept-failed-inputs`) are finished with one `read:network_failed` row each, standing for the
+rest of the file, whose size is unknown."""
 from __future__ import annotations
 
 import json
@@ -24,6 +32,9 @@ log = logging.getLogger(__name__)
 
 RUN_FILE = "_run.json"
 INPUTS_DIR = "_inputs"
+FAILED_DIR = "_failed"
+FAILED_INPUTS = "_failed_inputs.json"
+NETWORK_FAILED = "read:network_failed"
 PARTS_DIR = "_parts"
 FILTERED_DIR = "_filtered"
 STAGING_DIR = "_staging"
@@ -31,6 +42,14 @@ STAGING_DIR = "_staging"
 FINAL_PASS = ("shards", STAGING_DIR, "_parts_dedup", "_buckets", "_attempts")
 
 NEW, RESUME, COMPLETE = "new", "resume", "complete"
+
+
+class InputsFailed(Exception):
+    """The run stopped before its final pass: these inputs' streams failed after their retries."""
+
+    def __init__(self, failed: list[dict], output: str):
+        super().__init__(f"{len(failed)} input(s) failed on the network: {', '.join(f['path'] for f in failed)}")
+        self.failed, self.output = failed, output
 
 
 def input_name(ordinal: int, path: str) -> str:
@@ -52,8 +71,10 @@ def as_ranges(records: np.ndarray) -> list[list[int]]:
 
 
 def fingerprint(cfg: RunConfig, files: list[str]) -> dict:
-    """What decides a run's output: the whole config but the worker count and part size, and the input files."""
-    return {"config": cfg.model_dump(mode="json", exclude={"workers", "output", "commit_rows"}), "inputs": files}
+    """What decides a run's output: the whole config but the worker count, part size and retry
+    settings (a re-run after an outage may wait longer), and the input files."""
+    exclude = {"workers": True, "output": True, "commit_rows": True, "read": {"retry": True}}
+    return {"config": cfg.model_dump(mode="json", exclude=exclude), "inputs": files}
 
 
 def open_run(out: Output, cfg: RunConfig, files: list[str], overwrite: bool) -> str:
@@ -90,18 +111,58 @@ def committed_records(out: Output) -> dict[str, list[list[int]]]:
     return done
 
 
-def inputs_to_do(out: Output, files: list[str]) -> list[dict]:
-    """The inputs a run still has to read: name, path, and the record ranges to skip."""
+def _unfinished(out: Output, files: list[str]):
+    """(name, path, committed ranges, failure marker or None) of each input not finished."""
     done = committed_records(out)
-    todo = []
+    failed = {rel.rsplit("/", 1)[-1].removesuffix(".json") for rel in out.list_files(FAILED_DIR, ".json")}
     for i, path in enumerate(files):
         name = input_name(i, path)
-        skip = sorted(done.get(name, []))
+        ranges = sorted(done.get(name, []))
         marker = out.read_json_if_exists(f"{INPUTS_DIR}/{name}.json")
-        if marker is not None and sum(b - a for a, b in skip) == marker["records"]:
+        if marker is not None and sum(b - a for a, b in ranges) == marker["records"]:
             continue
-        todo.append({"path": path, "name": name, "skip": json.dumps(skip)})
+        yield name, path, ranges, out.read_json(f"{FAILED_DIR}/{name}.json") if name in failed else None
+
+
+def _covers(ranges: list[list[int]], end: int) -> bool:
+    """Whether sorted, disjoint record ranges hold every record before `end`."""
+    reached = 0
+    for a, b in ranges:
+        if a > reached:
+            break
+        reached = max(reached, b)
+    return reached >= end
+
+
+def inputs_to_do(out: Output, files: list[str], accept_failed: bool = False) -> list[dict]:
+    """The inputs a run still has to read: name, path, the record ranges to skip, and where to
+    start (record ordinal and byte offset: the point where an earlier run's stream failed, when
+    every record before it is committed). With `accept_failed`, such failed inputs are not read
+    again (see accept_failures)."""
+    todo = []
+    for name, path, ranges, failure in _unfinished(out, files):
+        start = [0, 0]
+        if failure is not None and _covers(ranges, failure["record"]):
+            if accept_failed:
+                continue
+            start = [failure["record"], failure["offset"]]
+        todo.append({"path": path, "name": name, "skip": json.dumps(ranges), "start": json.dumps(start)})
     return todo
+
+
+def failed_inputs(out: Output, files: list[str]) -> list[dict]:
+    """The unfinished inputs whose stream failed: path, name, error, records committed, and the
+    point a re-run reads on from."""
+    return [
+        {"path": path, "name": name, "error": f["error"], "records_committed": sum(b - a for a, b in ranges),
+         "read_on_from": {"record": f["record"], "offset": f["offset"]}}
+        for name, path, ranges, f in _unfinished(out, files) if f is not None
+    ]
+
+
+def accepted_failures(out: Output) -> list[dict]:
+    """The failures a finished run accepted (their markers outlive them: inputs read to the end delete theirs)."""
+    return out.read_jsons(out.list_files(FAILED_DIR, ".json"))
 
 
 def discard_unfinished(out: Output, dedup_stages: list[str]) -> None:

@@ -14,6 +14,10 @@ its start, so one bad record costs one record. An uncompressed .warc has no such
 record with a lying Content-Length is flagged, and the rest of the file after it is one
 `read:error:*` row. A file that is not a WARC at all yields one `read:error:*` row.
 
+A network failure is not damage: when the stream gives up after its retries (`NetworkError`),
+`read_warc` raises `ReadInterrupted` with the point to read on from (the record ordinal and byte
+offset of the first gzip member not read), never a row. A .warc.gz can be read from any such point.
+
 Memory stays bounded whatever the input: a payload over `max_record_bytes` (declared or, for a
 compression bomb, found while decompressing) is skipped as `read:record_too_large` and drained in
 small chunks, never held.
@@ -35,6 +39,7 @@ from warcio.archiveiterator import ArchiveIterator
 from warcio.bufferedreaders import BufferedReader
 from warcio.recordloader import ArcWarcRecordLoader
 
+from refinery.io.sources import NetworkError, RetryParams
 from refinery.params import Params
 from refinery.schema import rows_from_pylist
 
@@ -52,12 +57,23 @@ class NotAWarc(Exception):
     pass
 
 
+class ReadInterrupted(Exception):
+    """The stream of a file failed for good (`error`, after its retries). Reading the file from
+    byte `offset`, numbering records from `record`, gives the records not read yet, exactly as
+    reading it whole would have."""
+
+    def __init__(self, error: NetworkError, record: int, offset: int):
+        super().__init__(f"{error} (read on from record {record}, byte {offset})")
+        self.error, self.record, self.offset = error, record, offset
+
+
 class ReadParams(Params):
     stage: Literal["read"] = "read"
     batch_records: int = Field(128, ge=1, description="records per batch handed to the stages")
     max_record_bytes: int = Field(
         50_000_000, ge=1, description="a larger record payload (declared, or found while decompressing) is skipped, drained, never held"
     )
+    retry: RetryParams = Field(RetryParams(), description="retries of a remote input's stream; not part of what decides the output")
 
 
 def _codec(label: str | None) -> str | None:
@@ -189,13 +205,17 @@ class _Input:
     to `keep` of them) so that after a damaged member reading can go back to just after its
     start and look for the next member there."""
 
-    def __init__(self, stream: BinaryIO, keep: int):
-        self.stream = stream
+    def __init__(self, stream: BinaryIO, keep: int, start: int = 0, record: int = 0):
+        self.stream = stream  # positioned at `start`
         self.keep = keep
         self.buf = bytearray()
-        self.base = 0  # file offset of buf[0]
-        self.pos = 0  # file offset of the next byte read() returns
+        self.base = start  # file offset of buf[0]
+        self.pos = start  # file offset of the next byte read() returns
         self.eof = False
+        self.failed: NetworkError | None = None  # the stream gave up: nothing read after is trusted
+        # (record ordinal, offset) of a gzip member boundary with every record before it read:
+        # where reading can start again and go on exactly as it would have
+        self.checkpoint = (record, start)
 
     def tell(self) -> int:
         return self.pos
@@ -204,7 +224,13 @@ class _Input:
         """Append a chunk of the stream to the buffer; False at the end of the file."""
         if self.eof:
             return False
-        chunk = self.stream.read(_CHUNK)
+        if self.failed is not None:
+            raise self.failed
+        try:
+            chunk = self.stream.read(_CHUNK)
+        except NetworkError as e:
+            self.failed = e
+            raise
         if not chunk:
             self.eof = True
             return False
@@ -327,14 +353,18 @@ def _member_rows(raw: _Input, source: str, p: ReadParams) -> tuple[list[dict], s
     except EOFError:  # an empty member: no record in it
         status = member.finish()
         return [], None if status == "ok" else f"read:{status}_gzip", status
+    except NetworkError:
+        raise
     except Exception as e:
         status = member.finish()
         return [], f"read:bad_record:{type(e).__name__}" if status == "ok" else f"read:{status}_gzip", status
     try:
         row = record_row(record, source, p)
+    except NetworkError:
+        raise
     except Exception as e:  # one malformed record (headers, payload) is skipped, not the file
         log.warning("%s: bad record at offset %d: %s: %s", source, start, type(e).__name__, e)
-        row = _error_row(source, start, f"read:bad_record:{type(e).__name__}")
+        row = error_row(source, start, f"read:bad_record:{type(e).__name__}")
     row["source_offset"] = start
     fault = None
     if row.get("reason") != "read:record_too_large":  # a skipped payload is not read to its end
@@ -352,6 +382,8 @@ def _member_rows(raw: _Input, source: str, p: ReadParams) -> tuple[list[dict], s
                     break
             if short or extra:
                 fault = "read:bad_content_length"
+        except NetworkError:
+            raise
         except Exception:
             pass  # a decompression failure: the member's status says what went wrong
     status = member.finish()
@@ -361,7 +393,9 @@ def _member_rows(raw: _Input, source: str, p: ReadParams) -> tuple[list[dict], s
 
 
 def _read_gzip(raw: _Input, source: str, p: ReadParams) -> Iterator[dict]:
-    """Rows of a gzip-per-record WARC, member by member, skipping damage (see the module doc)."""
+    """Rows of a gzip-per-record WARC, member by member, skipping damage (see the module doc),
+    from `raw`'s checkpoint on, which it moves past every member that ended cleanly."""
+    first = raw.checkpoint[0]
     n_rows = 0
     resyncing = False  # inside a damaged stretch: what fails there before a record is found is no record
     while True:
@@ -381,8 +415,9 @@ def _read_gzip(raw: _Input, source: str, p: ReadParams) -> Iterator[dict]:
                 if start == 0 and not rows:
                     raise NotAWarc("not a WARC file (its first gzip member holds no WARC record)")
                 log.warning("%s: record at offset %d: %s", source, start, fault.removeprefix("read:"))
-                rows = [_error_row(source, start, fault)]
+                rows = [error_row(source, start, fault)]
             n_rows += len(rows)
+            raw.checkpoint = (first + n_rows, raw.pos)
             yield from rows
             continue
         if rows or not resyncing:  # a record was damaged (not a false start inside the damage)
@@ -393,14 +428,14 @@ def _read_gzip(raw: _Input, source: str, p: ReadParams) -> Iterator[dict]:
                     break
             log.warning("%s: record at offset %d: %s", source, start, fault.removeprefix("read:"))
             n_rows += 1
-            yield _error_row(source, start, fault)
+            yield error_row(source, start, fault)
         # the member's end is unknown: look for the next member header after its start
         resyncing = True
         if not raw.seek(_GZIP_MAGIC, after=start):
             break
-    if n_rows == 0:
+    if first + n_rows == 0:
         log.warning("%s: no WARC records in the file", source)
-        yield _error_row(source, 0, "read:empty_file")
+        yield error_row(source, 0, "read:empty_file")
 
 
 def _read_plain(raw: _Input, source: str, p: ReadParams) -> Iterator[dict]:
@@ -420,18 +455,20 @@ def _read_plain(raw: _Input, source: str, p: ReadParams) -> Iterator[dict]:
                 errors_before = it.err_count
                 try:
                     row = record_row(record, source, p)
+                except NetworkError:
+                    raise
                 except Exception as e:  # one malformed record (headers, payload) is skipped, not the file
                     log.warning("%s: bad record after offset %d: %s: %s", source, last, type(e).__name__, e)
-                    row = _error_row(source, last, f"read:bad_record:{type(e).__name__}")
+                    row = error_row(source, last, f"read:bad_record:{type(e).__name__}")
                 # warcio finds the offset by reading the record to its end: ask only after the payload was read
                 last = row["source_offset"] = it.get_record_offset()
                 explained = False
                 if getattr(record.raw_stream, "limit", 0) > 0:  # the file ended inside this record
                     log.warning("%s: record at offset %d is truncated", source, last)
-                    row = _error_row(source, last, "read:truncated_record")
+                    row = error_row(source, last, "read:truncated_record")
                 elif it.err_count > errors_before:  # not followed by blank lines: its Content-Length lies
                     log.warning("%s: record at offset %d: bad Content-Length", source, last)
-                    row = _error_row(source, last, "read:bad_content_length")
+                    row = error_row(source, last, "read:bad_content_length")
                     explained = True
                 n_records += 1
                 raw.forget_before(last)
@@ -439,45 +476,60 @@ def _read_plain(raw: _Input, source: str, p: ReadParams) -> Iterator[dict]:
             if not explained:
                 break
             # a record that claimed too much may hide the start of the next one: look inside it
+        except NetworkError:
+            raise
         except Exception as e:
             if n_records == 0:
                 raise
             if not explained:
                 log.warning("%s: no WARC record after offset %d: %s: %s", source, last, type(e).__name__, e)
                 n_records += 1
-                yield _error_row(source, max(last, resumed_at), f"read:error:{type(e).__name__}")
+                yield error_row(source, max(last, resumed_at), f"read:error:{type(e).__name__}")
                 explained = True
         if not raw.seek(b"WARC/1.", after=max(last, resumed_at)):
             break
     if n_records == 0:
         log.warning("%s: no WARC records in the file", source)
-        yield _error_row(source, 0, "read:empty_file")
+        yield error_row(source, 0, "read:empty_file")
 
 
-def read_warc(stream: BinaryIO, source: str, p: ReadParams) -> Iterator[pa.Table]:
+def read_warc(stream: BinaryIO, source: str, p: ReadParams, record: int = 0, offset: int = 0) -> Iterator[pa.Table]:
     """Stream the records of one WARC file (.warc or .warc.gz) as tables of `p.batch_records`
-    rows. Never raises on bad data: damage becomes counted `read:*` rows (see the module doc)."""
+    rows. Never raises on bad data: damage becomes counted `read:*` rows (see the module doc).
+    When the stream fails for good: the rows read so far, then ReadInterrupted. To read on from
+    its point, pass its `record` and `offset`, with `stream` opened at `offset` (a .warc.gz)."""
     rows: list[dict] = []
-    raw = _Input(stream, keep=p.max_record_bytes)
-    last_offset = 0
+    raw = _Input(stream, keep=p.max_record_bytes, start=offset, record=record)
+    last_offset = offset
+    interrupted = None
     try:
-        head = raw.read(len(_GZIP_MAGIC))
-        raw.unread(len(head))
-        reader = _read_gzip if head == _GZIP_MAGIC else _read_plain
+        if offset:  # a checkpoint: a gzip member boundary (or the end of the file)
+            reader = _read_gzip
+        else:
+            head = raw.read(len(_GZIP_MAGIC))
+            raw.unread(len(head))
+            reader = _read_gzip if head == _GZIP_MAGIC else _read_plain
         for row in reader(raw, source, p):
+            if raw.failed is not None:  # a row made after the stream failed is not to be trusted
+                raise raw.failed
             last_offset = row.get("source_offset") or last_offset
             rows.append(row)
             if len(rows) >= p.batch_records:
                 yield rows_from_pylist(rows)
                 rows = []
+    except NetworkError as e:
+        log.warning("%s: the stream failed after offset %d: %s", source, last_offset, e)
+        interrupted = ReadInterrupted(e, *raw.checkpoint)
     except Exception as e:  # warcio, gzip and zlib raise many types for a damaged file
         log.warning("%s: unreadable after offset %d: %s: %s", source, last_offset, type(e).__name__, e)
-        rows.append(_error_row(source, last_offset, f"read:error:{type(e).__name__}"))
+        rows.append(error_row(source, last_offset, f"read:error:{type(e).__name__}"))
     if rows:
         yield rows_from_pylist(rows)
+    if interrupted is not None:
+        raise interrupted
 
 
-def _error_row(source: str, offset: int, reason: str) -> dict:
+def error_row(source: str, offset: int, reason: str) -> dict:
     """A row standing for the part of a file that could not be read."""
     return {
         "id": hashlib.sha1(f"{source}\n{offset}\n{reason}".encode()).hexdigest(),

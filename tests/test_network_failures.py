@@ -1,0 +1,288 @@
+"""Issue 11: nothing is lost to the network. Real servers on loopback with outages longer than the
+retry budget: an http(s) server serving a cut of crawl-sample that drops the connection mid-body
+and then answers 503, and the S3 server (moto) behind a proxy that cuts an object's body and then
+answers 503 SlowDown. A failed stream leaves its input unfinished (exit 3, named), a re-run reads
+on from where it stopped with a ranged read and gives exactly the documents of a clean local run,
+and `--accept-failed-inputs` finishes a run counting the failure. Damage in the data stays one
+counted record."""
+from __future__ import annotations
+
+import http.client
+import json
+import shutil
+import socket
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler
+from pathlib import Path
+
+import pyarrow.fs as pafs
+import pyarrow.parquet as pq
+import pytest
+import yaml
+
+from conftest import run_cli
+from test_sources import LOOPBACK_ENV, serve, small_config
+from warc_builders import split_warc
+
+from refinery.io.sources import NetworkError, RetryParams, open_input
+from refinery.io.warc import ReadInterrupted, ReadParams, read_warc
+
+RECORDS = 300  # the first 300 records of crawl-sample: 9.06 MB, so more than one 8 MiB object read
+# about 2 s of waiting in all before a stream gives up (waits of 0.25-0.5 s, then 0.5-1 s)
+FAST_RETRY = {"attempts": 3, "backoff_s": 0.5, "max_backoff_s": 1.0, "timeout_s": 10.0}
+
+
+@pytest.fixture(scope="module")
+def warc(data_dir, tmp_path_factory) -> Path:
+    return split_warc(data_dir / "crawl-sample" / "real-pages.warc.gz", tmp_path_factory.mktemp("in"), RECORDS, 1)[0]
+
+
+# --- faulty servers on loopback ---------------------------------------------------------------------
+
+
+@dataclass
+class Outage:
+    """What a faulty server does with one file: the response that crosses byte `cut_after` of it
+    is cut there (the connection dropped), and from then on every request is answered 503 until
+    `down` is cleared. `log` holds (first byte asked for, status, bytes sent) per request."""
+
+    cut_after: int | None = None
+    down: bool = False
+    short: int | None = None  # when set, the outage ends by itself after this many 503 answers
+    log: list = field(default_factory=list)
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def send(self, handler: BaseHTTPRequestHandler, status: int, headers: list, start: int, data: bytes) -> None:
+        """Answer with `data`, the file's bytes from `start`, unless it is down; cut if it crosses `cut_after`."""
+        with self.lock:
+            down = self.down
+            cut = not down and self.cut_after is not None and start < self.cut_after < start + len(data)
+            if cut:
+                data_sent = data[: self.cut_after - start]
+                self.cut_after, self.down = None, True
+        if down:
+            return self.unavailable(handler, start)
+        body = data_sent if cut else data
+        self.log.append((start, status, len(body)))  # before answering: the client may act on the answer at once
+        handler.send_response(status)
+        for k, v in headers:
+            handler.send_header(k, v)
+        handler.send_header("Content-Length", str(len(data)))
+        handler.end_headers()
+        if handler.command != "HEAD":
+            handler.wfile.write(body)
+            handler.wfile.flush()
+        if cut:
+            handler.connection.shutdown(socket.SHUT_RDWR)
+
+    def unavailable(self, handler: BaseHTTPRequestHandler, start: int) -> None:
+        body = b"<?xml version='1.0' encoding='UTF-8'?><Error><Code>SlowDown</Code><Message>Please reduce your request rate.</Message></Error>"
+        self.log.append((start, 503, 0))
+        with self.lock:
+            if self.short is not None:
+                self.short -= 1
+                self.down = self.short > 0
+        handler.send_response(503)
+        handler.send_header("Content-Type", "application/xml")
+        handler.send_header("Content-Length", str(len(body)))
+        handler.end_headers()
+        if handler.command != "HEAD":
+            handler.wfile.write(body)
+
+
+def parse_range(header: str | None) -> tuple[int, int | None]:
+    if not header:
+        return 0, None
+    a, _, b = header.removeprefix("bytes=").partition("-")
+    return int(a), int(b) if b else None
+
+
+class QuietHandler(BaseHTTPRequestHandler):
+    def log_message(self, *args):
+        pass
+
+
+class WarcServer(QuietHandler):
+    """Serves `body` at any path, with Range requests, through `outage`."""
+
+    body: bytes = b""
+    outage: Outage
+
+    def do_GET(self):
+        start, end = parse_range(self.headers.get("Range"))
+        data = self.body[start : None if end is None else end + 1]
+        ranged = self.headers.get("Range") is not None
+        headers = [("Content-Type", "application/warc")]
+        if ranged:
+            headers.append(("Content-Range", f"bytes {start}-{start + len(data) - 1}/{len(self.body)}"))
+        self.outage.send(self, 206 if ranged else 200, headers, start, data)
+
+
+def warc_server(body: bytes, outage: Outage):
+    return serve(type("Server", (WarcServer,), {"body": body, "outage": outage}))
+
+
+HOP_BY_HOP = {"connection", "keep-alive", "transfer-encoding", "content-length", "proxy-connection", "te", "upgrade"}
+
+
+class FaultyProxy(QuietHandler):
+    """A reverse proxy in front of the S3 server: requests pass through unchanged (the Host header
+    too, so signatures hold) except that GETs of keys ending in `key` go through `outage`, and
+    while it is down every request is answered 503 SlowDown, as S3 does when throttling."""
+
+    upstream: str = ""
+    key: str = ""
+    outage: Outage
+
+    def _forward(self):
+        length = int(self.headers.get("Content-Length") or 0)
+        payload = self.rfile.read(length) if length else None
+        if self.outage.down:
+            return self.outage.unavailable(self, -1)
+        conn = http.client.HTTPConnection(self.upstream, timeout=30)
+        try:
+            conn.request(self.command, self.path, body=payload, headers={k: v for k, v in self.headers.items() if k.lower() not in HOP_BY_HOP})
+            resp = conn.getresponse()
+            data = resp.read()
+            headers = [(k, v) for k, v in resp.getheaders() if k.lower() not in HOP_BY_HOP]
+        finally:
+            conn.close()
+        if self.command == "GET" and self.path.split("?")[0].endswith(self.key) and resp.status in (200, 206):
+            return self.outage.send(self, resp.status, headers, parse_range(self.headers.get("Range"))[0], data)
+        self.send_response(resp.status)
+        for k, v in headers:
+            self.send_header(k, v)
+        self.send_header("Content-Length", resp.getheader("Content-Length", "0") if self.command == "HEAD" else str(len(data)))
+        self.end_headers()
+        if self.command != "HEAD":
+            self.wfile.write(data)
+
+    do_GET = do_HEAD = do_PUT = do_POST = do_DELETE = _forward
+
+
+# --- the reader: a failure is not damage, and reading goes on from its checkpoint -------------------
+
+
+def member_spans(data: bytes) -> list[tuple[int, int]]:
+    """(offset, length) of each record (gzip member) of a gzip-per-record WARC."""
+    from warcio.archiveiterator import ArchiveIterator
+    import io
+
+    spans = []
+    it = ArchiveIterator(io.BytesIO(data))
+    for rec in it:
+        rec.content_stream().read()
+        spans.append((it.get_record_offset(), it.get_record_length()))
+    return spans
+
+
+DAMAGED = 40  # the record whose gzip member is cut in half (the next member follows at once)
+JUNK_AT = 100  # before this record's member: 1 MiB of junk holding no gzip header, one more error row
+JUNK = bytes(range(256)) * 4096
+
+
+def with_corrupt_member(data: bytes) -> bytes:
+    members = [data[o : o + n] for o, n in member_spans(data)]
+    members[DAMAGED] = members[DAMAGED][: len(members[DAMAGED]) // 2]
+    members[JUNK_AT] = JUNK + members[JUNK_AT]
+    return b"".join(members)
+
+
+@pytest.fixture(scope="module")
+def damaged_body(warc) -> bytes:
+    return with_corrupt_member(warc.read_bytes())
+
+
+def read_rows(stream, p: ReadParams, record: int = 0, offset: int = 0) -> tuple[list[dict], ReadInterrupted | None]:
+    rows = []
+    try:
+        for table in read_warc(stream, "sample", p, record, offset):
+            rows.extend(table.to_pylist())
+    except ReadInterrupted as e:
+        return rows, e
+    return rows, None
+
+
+QUICK = RetryParams(attempts=3, backoff_s=0.05, max_backoff_s=0.1, timeout_s=10)
+
+
+@pytest.mark.parametrize("cut", [0.2, "damaged", 0.9])
+def test_a_stream_that_fails_for_good_reads_on_from_its_checkpoint(damaged_body, cut):
+    """The connection drops mid-file and the server answers 503 past the retries: the reader
+    raises ReadInterrupted (no row for it), and reading from its (record, offset) with a ranged
+    request gives the rest, so that both parts together are exactly a whole read, the damaged
+    member's one `read:corrupt_gzip` row included."""
+    import io
+
+    p = ReadParams(batch_records=16, retry=QUICK)
+    whole, _ = read_rows(io.BytesIO(damaged_body), p)
+    errors = [(i, r["reason"]) for i, r in enumerate(whole) if r["record_type"] == "error"]
+    assert errors == [(DAMAGED, "read:corrupt_gzip"), (JUNK_AT, "read:not_gzip")] and len(whole) == RECORDS + 1
+    # "damaged": inside the junk, so that the stream fails while the reader looks for the next member
+    cut_after = whole[JUNK_AT]["source_offset"] + len(JUNK) // 2 if cut == "damaged" else int(len(damaged_body) * cut)
+    outage = Outage(cut_after=cut_after)
+    with warc_server(damaged_body, outage) as url:
+        with open_input(url + "sample.warc.gz", QUICK) as stream:
+            first, interrupted = read_rows(stream, p)
+        assert interrupted is not None and isinstance(interrupted.error, NetworkError)
+        assert "HTTP 503" in str(interrupted.error)
+        assert [s for _, s, _ in outage.log] == [200] + [503] * (QUICK.attempts - 1)  # one try cut, then 503s
+        assert 0 < interrupted.offset <= cut_after and interrupted.record <= len(first)
+        assert whole[interrupted.record]["source_offset"] == interrupted.offset  # a member boundary
+        assert not any(r["reason"] and "error" in r["reason"] for r in first)  # the failure is no row
+        outage.down = False
+        before = len(outage.log)
+        with open_input(url + "sample.warc.gz", QUICK, interrupted.offset) as stream:
+            rest, again = read_rows(stream, p, interrupted.record, interrupted.offset)
+    assert again is None
+    assert outage.log[before:] == [(interrupted.offset, 206, len(damaged_body) - interrupted.offset)]
+    assert first[: interrupted.record] + rest == whole
+    # what was read past the checkpoint (a damaged stretch) comes again the same, so skipping it is safe
+    assert first[interrupted.record :] == rest[: len(first) - interrupted.record]
+
+
+def test_a_corrupt_gzip_member_over_a_flaky_connection_costs_one_record(damaged_body):
+    """A dropped connection within the retry budget costs nothing, and data damage stays one
+    counted record: the stream is the reader's business, the member its own."""
+    import io
+
+    p = ReadParams(batch_records=64, retry=QUICK)
+    whole, _ = read_rows(io.BytesIO(damaged_body), p)
+    outage = Outage(cut_after=len(damaged_body) // 3, short=QUICK.attempts - 2)  # the last try gets through
+    with warc_server(damaged_body, outage) as url:
+        with open_input(url + "x.warc.gz", QUICK) as stream:
+            rows, interrupted = read_rows(stream, p)
+    assert interrupted is None
+    assert rows == whole
+    assert [r["reason"] for r in rows if r["record_type"] == "error"] == ["read:corrupt_gzip", "read:not_gzip"]
+    cut = outage.log[0][0] + outage.log[0][2]
+    assert [(s, st) for s, st, _ in outage.log] == [(0, 200)] + [(cut, 503)] * (QUICK.attempts - 2) + [(cut, 206)]
+
+
+def test_throttling_at_listing_time_is_left_to_the_reader(damaged_body):
+    """A 503 when an input is listed says nothing about the file: it is listed, and its reader
+    retries. A 404 is a missing input, at once."""
+    from refinery.io.sources import InputError, list_inputs
+
+    outage = Outage(down=True)
+    with warc_server(damaged_body, outage) as url:
+        assert list_inputs([url + "a.warc.gz"]) == [url + "a.warc.gz"]
+    with serve(type("Gone", (QuietHandler,), {"do_GET": lambda self: self.send_error(404)})) as url:
+        with pytest.raises(InputError, match="HTTP 404"):
+            list_inputs([url + "a.warc.gz"])
+
+
+def test_retry_settings_are_validated_and_do_not_change_the_run(tmp_path):
+    from refinery.config import ConfigError, load_config
+    from refinery.resume import fingerprint
+
+    cfg = small_config(tmp_path, ["a.warc.gz"])
+    with pytest.raises(ConfigError, match="read.retry.attempts"):
+        load_config(cfg, {"read": {"retry": {"attempts": 0}}})
+    default = load_config(cfg)
+    assert default.read.retry.budget_s() >= 300  # minutes of waiting, for Common Crawl's throttling
+    patient = load_config(cfg, {"read": {"batch_records": default.read.batch_records, "retry": {"attempts": 30}}})
+    assert fingerprint(patient, ["a"]) == fingerprint(default, ["a"])  # a re-run may wait longer
