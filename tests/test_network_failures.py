@@ -286,3 +286,139 @@ def test_retry_settings_are_validated_and_do_not_change_the_run(tmp_path):
     assert default.read.retry.budget_s() >= 300  # minutes of waiting, for Common Crawl's throttling
     patient = load_config(cfg, {"read": {"batch_records": default.read.batch_records, "retry": {"attempts": 30}}})
     assert fingerprint(patient, ["a"]) == fingerprint(default, ["a"])  # a re-run may wait longer
+
+
+# --- whole runs: an outage longer than the retry budget, over http(s) and over S3 -----------------
+
+
+def shard_rows(out: Path, source: str | None = None) -> list[dict]:
+    """The kept documents of a finished run (of one input), by offset, without the `source` column."""
+    rows = pq.read_table(out / "shards").to_pylist()
+    rows = [r for r in rows if source is None or r.pop("source") == source]
+    for r in rows:
+        r.pop("source", None)
+    return sorted(rows, key=lambda r: r["source_offset"])
+
+
+@pytest.fixture(scope="module")
+def outage_runs(damaged_body, tmp_path_factory):
+    """The damaged cut of crawl-sample (one corrupt member, one stretch of junk) as a local file, at
+    an http URL, and as an S3 object behind the faulty proxy. Runs, two at a time:
+    1. `reference`: the local file, no network; `failed`: the URL and the object, each cut mid-file
+       (the http body at 45%; the object in its second 8 MiB read) and then answering 503 until
+       the first phase ends;
+    2. once both outages are over, on two copies of `failed`'s output: `resumed`, the same command;
+       `accepted`, with --accept-failed-inputs."""
+    moto_server = pytest.importorskip("moto.server", reason="moto[server] (a test dependency) is not installed")
+    from refinery.io.sources import READ_BUFFER
+
+    tmp = tmp_path_factory.mktemp("outage")
+    local = tmp / "sample.warc.gz"
+    local.write_bytes(damaged_body)
+    config = yaml.safe_load(small_config(tmp).read_text())
+    config["read"].update(batch_records=32, retry=FAST_RETRY)  # parts of 32 records: several committed before the cut
+    # what is under test is reading: the stages before extraction (cheap) decide which records are documents kept
+    config["stages"] = [s for s in config["stages"] if s["stage"] in ("url_filter", "language_prefilter")]
+    cfg = tmp / "run.yaml"
+    cfg.write_text(yaml.safe_dump(config))
+
+    moto = moto_server.ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    moto.start()
+    try:
+        host, port = moto.get_host_and_port()
+        s3 = pafs.S3FileSystem(endpoint_override=f"{host}:{port}", scheme="http", region="us-east-1",
+                               access_key="testing", secret_key="testing", allow_bucket_creation=True)
+        s3.create_dir("crawl")
+        with s3.open_output_stream("crawl/in/sample.warc.gz", compression=None) as f:
+            f.write(damaged_body)
+        http_outage = Outage(cut_after=int(len(damaged_body) * 0.45))
+        s3_outage = Outage(cut_after=(READ_BUFFER + len(damaged_body)) // 2)
+        proxy = type("Proxy", (FaultyProxy,), {"upstream": f"{host}:{port}", "key": "/sample.warc.gz", "outage": s3_outage})
+        with warc_server(damaged_body, http_outage) as www, serve(proxy) as s3_url:
+            env = LOOPBACK_ENV | {
+                "AWS_ENDPOINT_URL": s3_url.rstrip("/"), "AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
+                "AWS_REGION": "us-east-1", "AWS_SHARED_CREDENTIALS_FILE": "/nonexistent", "AWS_CONFIG_FILE": "/nonexistent",
+            }
+            inputs = [www + "sample.warc.gz", "s3://crawl/in/sample.warc.gz"]
+
+            def run(out: str, *extra: str, paths=inputs):
+                return run_cli("run", str(cfg), "--input", *paths, "--output", str(tmp / out), *extra, env=env)
+
+            with ThreadPoolExecutor(2) as pool:
+                reference = pool.submit(run, "reference", paths=[str(local)])
+                failed = pool.submit(run, "failed").result()
+                reference = reference.result()
+            logged = {"http": len(http_outage.log), "s3": len(s3_outage.log)}
+            left = sorted(str(f.relative_to(tmp / "failed")) for f in (tmp / "failed").rglob("*") if f.is_file())
+            http_outage.down = s3_outage.down = False
+            shutil.copytree(tmp / "failed", tmp / "accepted")
+            failed_inputs = json.loads((tmp / "failed" / "_failed_inputs.json").read_text())
+            with ThreadPoolExecutor(2) as pool:
+                accepted = pool.submit(run, "accepted", "--accept-failed-inputs")
+                resumed = pool.submit(run, "failed").result()
+                accepted = accepted.result()
+    finally:
+        moto.stop()
+    return {
+        "inputs": inputs, "dir": tmp, "failed": failed, "failed_inputs": failed_inputs, "left": left, "reference": reference,
+        "resumed": resumed, "accepted": accepted, "size": len(damaged_body),
+        "second_phase": {"http": http_outage.log[logged["http"]:], "s3": s3_outage.log[logged["s3"]:]},
+    }
+
+
+def test_an_outage_past_the_retries_stops_the_run_with_exit_3_naming_the_inputs(outage_runs):
+    proc, inputs = outage_runs["failed"], outage_runs["inputs"]
+    assert proc.returncode == 3, proc.stderr[-3000:]
+    assert all(path in proc.stderr for path in inputs) and "--accept-failed-inputs" in proc.stderr
+    listed = outage_runs["failed_inputs"]
+    assert [f["path"] for f in listed] == inputs
+    assert "HTTP 503" in listed[0]["error"] and listed[1]["error"]
+    for f in listed:  # records before the cut were committed, and the re-run knows where to read on
+        assert 0 < f["records_committed"] and 0 < f["read_on_from"]["offset"] < outage_runs["size"]
+    # the final pass did not run: no stats.json ("complete when stats.json exists" holds), no shards;
+    # the committed parts stay, and each input's failure note
+    left = outage_runs["left"]
+    assert "stats.json" not in left and not [f for f in left if f.startswith(("shards", "_staging"))]
+    assert sum(f.startswith("_parts/") for f in left) >= 2 and len([f for f in left if f.startswith("_failed/")]) == 2
+    assert not [f for f in left if f.startswith("_inputs/")]  # neither input is finished
+
+
+def test_the_rerun_after_the_outage_reads_on_and_gives_the_documents_of_a_clean_local_run(outage_runs):
+    ref, proc = outage_runs["reference"], outage_runs["resumed"]
+    assert ref.returncode == 0, ref.stderr[-3000:]
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    out, reference = outage_runs["dir"] / "failed", outage_runs["dir"] / "reference"
+    expected = shard_rows(reference)
+    assert len(expected) > 20
+    for source in outage_runs["inputs"]:
+        assert shard_rows(out, source) == expected, source
+    stats, want = (json.loads((d / "stats.json").read_text()) for d in (out, reference))
+    assert stats["records_read"] == 2 * want["records_read"] == 2 * (RECORDS + 1)  # the corrupt member is its record's row; the junk one more
+    assert stats["not_documents"] == {k: 2 * v for k, v in want["not_documents"].items()}
+    assert stats["not_documents"]["read:corrupt_gzip"] == 2 and "read:network_failed" not in stats["not_documents"]
+    assert [s["removed"] for s in stats["stages"]] == [{k: 2 * v for k, v in s["removed"].items()} for s in want["stages"]]
+    assert stats["failed_inputs"] == [] and not (out / "_failed_inputs.json").exists()
+    # read on with ranged reads from where each stream failed, not from byte 0
+    (http_from, s3_from) = (f["read_on_from"]["offset"] for f in outage_runs["failed_inputs"])
+    second = outage_runs["second_phase"]
+    bodies = [(s, n) for s, status, n in second["http"] if n > 1]  # (listing asks for one byte)
+    assert bodies == [(http_from, outage_runs["size"] - http_from)]
+    assert second["s3"] and min(s for s, _, _ in second["s3"]) >= s3_from
+    assert sum(n for _, _, n in second["s3"]) == outage_runs["size"] - s3_from
+
+
+def test_accept_failed_inputs_finishes_the_run_counting_the_failures(outage_runs):
+    proc, out = outage_runs["accepted"], outage_runs["dir"] / "accepted"
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    stats = json.loads((out / "stats.json").read_text())
+    listed = outage_runs["failed_inputs"]
+    assert stats["not_documents"]["read:network_failed"] == 2  # one row per failed input: the rest of it
+    assert stats["records_read"] == sum(f["records_committed"] for f in listed) + 2
+    assert stats["documents"] + sum(stats["not_documents"].values()) == stats["records_read"]
+    assert [(f["path"], f["error"]) for f in stats["failed_inputs"]] == [(f["path"], f["error"]) for f in listed]
+    network = [e for e in stats["errors"] if e["reason"] == "read:network_failed"]
+    assert sorted((e["source"], e["offset"]) for e in network) == sorted((f["path"], f["read_on_from"]["offset"]) for f in listed)
+    reference = shard_rows(outage_runs["dir"] / "reference")
+    for f in listed:  # the documents read before the failure, exactly
+        assert shard_rows(out, f["path"]) == [r for r in reference if r["source_offset"] < f["read_on_from"]["offset"]]
+    assert not (out / "_failed_inputs.json").exists()
