@@ -149,7 +149,7 @@ def run(cfg: RunConfig, overwrite: bool = False, accept_failed: bool = False) ->
     `accept_failed`: then each is counted as one `read:network_failed` row and the run finishes."""
     import ray.data
 
-    files = list_inputs(cfg.input)
+    files = list_inputs(cfg.input, check_urls=not accept_failed)
     out = Output(cfg.output)
     state = open_run(out, cfg, files, overwrite)
     if state == COMPLETE:

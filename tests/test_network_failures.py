@@ -8,11 +8,11 @@ counted record."""
 from __future__ import annotations
 
 import http.client
+import io
 import json
 import shutil
 import socket
 import threading
-import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler
@@ -169,7 +169,6 @@ class FaultyProxy(QuietHandler):
 def member_spans(data: bytes) -> list[tuple[int, int]]:
     """(offset, length) of each record (gzip member) of a gzip-per-record WARC."""
     from warcio.archiveiterator import ArchiveIterator
-    import io
 
     spans = []
     it = ArchiveIterator(io.BytesIO(data))
@@ -196,6 +195,15 @@ def damaged_body(warc) -> bytes:
     return with_corrupt_member(warc.read_bytes())
 
 
+@pytest.fixture(scope="module")
+def whole(damaged_body) -> list[dict]:
+    """The rows of the damaged file read from memory: what every read over the network must give."""
+    rows, _ = read_rows(io.BytesIO(damaged_body), ReadParams())
+    errors = [(i, r["reason"]) for i, r in enumerate(rows) if r["record_type"] == "error"]
+    assert errors == [(DAMAGED, "read:corrupt_gzip"), (JUNK_AT, "read:not_gzip")] and len(rows) == RECORDS + 1
+    return rows
+
+
 def read_rows(stream, p: ReadParams, record: int = 0, offset: int = 0) -> tuple[list[dict], ReadInterrupted | None]:
     rows = []
     try:
@@ -210,17 +218,12 @@ QUICK = RetryParams(attempts=3, backoff_s=0.05, max_backoff_s=0.1, timeout_s=10)
 
 
 @pytest.mark.parametrize("cut", [0.2, "damaged", 0.9])
-def test_a_stream_that_fails_for_good_reads_on_from_its_checkpoint(damaged_body, cut):
+def test_a_stream_that_fails_for_good_reads_on_from_its_checkpoint(damaged_body, whole, cut):
     """The connection drops mid-file and the server answers 503 past the retries: the reader
     raises ReadInterrupted (no row for it), and reading from its (record, offset) with a ranged
     request gives the rest, so that both parts together are exactly a whole read, the damaged
     member's one `read:corrupt_gzip` row included."""
-    import io
-
     p = ReadParams(batch_records=16, retry=QUICK)
-    whole, _ = read_rows(io.BytesIO(damaged_body), p)
-    errors = [(i, r["reason"]) for i, r in enumerate(whole) if r["record_type"] == "error"]
-    assert errors == [(DAMAGED, "read:corrupt_gzip"), (JUNK_AT, "read:not_gzip")] and len(whole) == RECORDS + 1
     # "damaged": inside the junk, so that the stream fails while the reader looks for the next member
     cut_after = whole[JUNK_AT]["source_offset"] + len(JUNK) // 2 if cut == "damaged" else int(len(damaged_body) * cut)
     outage = Outage(cut_after=cut_after)
@@ -244,13 +247,10 @@ def test_a_stream_that_fails_for_good_reads_on_from_its_checkpoint(damaged_body,
     assert first[interrupted.record :] == rest[: len(first) - interrupted.record]
 
 
-def test_a_corrupt_gzip_member_over_a_flaky_connection_costs_one_record(damaged_body):
+def test_a_corrupt_gzip_member_over_a_flaky_connection_costs_one_record(damaged_body, whole):
     """A dropped connection within the retry budget costs nothing, and data damage stays one
     counted record: the stream is the reader's business, the member its own."""
-    import io
-
     p = ReadParams(batch_records=64, retry=QUICK)
-    whole, _ = read_rows(io.BytesIO(damaged_body), p)
     outage = Outage(cut_after=len(damaged_body) // 3, short=QUICK.attempts - 2)  # the last try gets through
     with warc_server(damaged_body, outage) as url:
         with open_input(url + "x.warc.gz", QUICK) as stream:
@@ -264,7 +264,7 @@ def test_a_corrupt_gzip_member_over_a_flaky_connection_costs_one_record(damaged_
 
 def test_throttling_at_listing_time_is_left_to_the_reader(damaged_body):
     """A 503 when an input is listed says nothing about the file: it is listed, and its reader
-    retries. A 404 is a missing input, at once."""
+    retries. A 404 is a missing input, at once, unless failed inputs are being accepted."""
     from refinery.io.sources import InputError, list_inputs
 
     outage = Outage(down=True)
@@ -273,6 +273,8 @@ def test_throttling_at_listing_time_is_left_to_the_reader(damaged_body):
     with serve(type("Gone", (QuietHandler,), {"do_GET": lambda self: self.send_error(404)})) as url:
         with pytest.raises(InputError, match="HTTP 404"):
             list_inputs([url + "a.warc.gz"])
+        # --accept-failed-inputs: a server that has gone for good cannot stop the run it finishes
+        assert list_inputs([url + "a.warc.gz"], check_urls=False) == [url + "a.warc.gz"]
 
 
 def test_retry_settings_are_validated_and_do_not_change_the_run(tmp_path):
@@ -304,9 +306,9 @@ def shard_rows(out: Path, source: str | None = None) -> list[dict]:
 def outage_runs(damaged_body, tmp_path_factory):
     """The damaged cut of crawl-sample (one corrupt member, one stretch of junk) as a local file, at
     an http URL, and as an S3 object behind the faulty proxy. Runs, two at a time:
-    1. `reference`: the local file, no network; `failed`: the URL and the object, each cut mid-file
-       (the http body at 45%; the object in its second 8 MiB read) and then answering 503 until
-       the first phase ends;
+    1. `reference`: the local file, no network; `failed`: the URL, the object and the local file,
+       the URL and the object each cut mid-file (the http body at 45%; the object in its second
+       8 MiB read) and then answering 503 until the first phase ends;
     2. once both outages are over, on two copies of `failed`'s output: `resumed`, the same command;
        `accepted`, with --accept-failed-inputs."""
     moto_server = pytest.importorskip("moto.server", reason="moto[server] (a test dependency) is not installed")
@@ -339,7 +341,8 @@ def outage_runs(damaged_body, tmp_path_factory):
                 "AWS_ENDPOINT_URL": s3_url.rstrip("/"), "AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
                 "AWS_REGION": "us-east-1", "AWS_SHARED_CREDENTIALS_FILE": "/nonexistent", "AWS_CONFIG_FILE": "/nonexistent",
             }
-            inputs = [www + "sample.warc.gz", "s3://crawl/in/sample.warc.gz"]
+            remote = [www + "sample.warc.gz", "s3://crawl/in/sample.warc.gz"]
+            inputs = remote + [str(local)]
 
             def run(out: str, *extra: str, paths=inputs):
                 return run_cli("run", str(cfg), "--input", *paths, "--output", str(tmp / out), *extra, env=env)
@@ -360,18 +363,18 @@ def outage_runs(damaged_body, tmp_path_factory):
     finally:
         moto.stop()
     return {
-        "inputs": inputs, "dir": tmp, "failed": failed, "failed_inputs": failed_inputs, "left": left, "reference": reference,
+        "inputs": inputs, "remote": remote, "dir": tmp, "failed": failed, "failed_inputs": failed_inputs, "left": left, "reference": reference,
         "resumed": resumed, "accepted": accepted, "size": len(damaged_body),
         "second_phase": {"http": http_outage.log[logged["http"]:], "s3": s3_outage.log[logged["s3"]:]},
     }
 
 
 def test_an_outage_past_the_retries_stops_the_run_with_exit_3_naming_the_inputs(outage_runs):
-    proc, inputs = outage_runs["failed"], outage_runs["inputs"]
+    proc, remote = outage_runs["failed"], outage_runs["remote"]
     assert proc.returncode == 3, proc.stderr[-3000:]
-    assert all(path in proc.stderr for path in inputs) and "--accept-failed-inputs" in proc.stderr
+    assert all(path in proc.stderr for path in remote) and "--accept-failed-inputs" in proc.stderr
     listed = outage_runs["failed_inputs"]
-    assert [f["path"] for f in listed] == inputs
+    assert [f["path"] for f in listed] == remote
     assert "HTTP 503" in listed[0]["error"] and listed[1]["error"]
     for f in listed:  # records before the cut were committed, and the re-run knows where to read on
         assert 0 < f["records_committed"] and 0 < f["read_on_from"]["offset"] < outage_runs["size"]
@@ -380,7 +383,9 @@ def test_an_outage_past_the_retries_stops_the_run_with_exit_3_naming_the_inputs(
     left = outage_runs["left"]
     assert "stats.json" not in left and not [f for f in left if f.startswith(("shards", "_staging"))]
     assert sum(f.startswith("_parts/") for f in left) >= 2 and len([f for f in left if f.startswith("_failed/")]) == 2
-    assert not [f for f in left if f.startswith("_inputs/")]  # neither input is finished
+    # the local input was read to the end beside them; neither failed input is finished
+    finished = [f for f in left if f.startswith("_inputs/")]
+    assert len(finished) == 1 and finished[0].startswith("_inputs/000002-")
 
 
 def test_the_rerun_after_the_outage_reads_on_and_gives_the_documents_of_a_clean_local_run(outage_runs):
@@ -393,10 +398,10 @@ def test_the_rerun_after_the_outage_reads_on_and_gives_the_documents_of_a_clean_
     for source in outage_runs["inputs"]:
         assert shard_rows(out, source) == expected, source
     stats, want = (json.loads((d / "stats.json").read_text()) for d in (out, reference))
-    assert stats["records_read"] == 2 * want["records_read"] == 2 * (RECORDS + 1)  # the corrupt member is its record's row; the junk one more
-    assert stats["not_documents"] == {k: 2 * v for k, v in want["not_documents"].items()}
-    assert stats["not_documents"]["read:corrupt_gzip"] == 2 and "read:network_failed" not in stats["not_documents"]
-    assert [s["removed"] for s in stats["stages"]] == [{k: 2 * v for k, v in s["removed"].items()} for s in want["stages"]]
+    assert stats["records_read"] == 3 * want["records_read"] == 3 * (RECORDS + 1)  # the corrupt member is its record's row; the junk one more
+    assert stats["not_documents"] == {k: 3 * v for k, v in want["not_documents"].items()}
+    assert stats["not_documents"]["read:corrupt_gzip"] == 3 and "read:network_failed" not in stats["not_documents"]
+    assert [s["removed"] for s in stats["stages"]] == [{k: 3 * v for k, v in s["removed"].items()} for s in want["stages"]]
     assert stats["failed_inputs"] == [] and not (out / "_failed_inputs.json").exists()
     # read on with ranged reads from where each stream failed, not from byte 0
     (http_from, s3_from) = (f["read_on_from"]["offset"] for f in outage_runs["failed_inputs"])
@@ -413,7 +418,7 @@ def test_accept_failed_inputs_finishes_the_run_counting_the_failures(outage_runs
     stats = json.loads((out / "stats.json").read_text())
     listed = outage_runs["failed_inputs"]
     assert stats["not_documents"]["read:network_failed"] == 2  # one row per failed input: the rest of it
-    assert stats["records_read"] == sum(f["records_committed"] for f in listed) + 2
+    assert stats["records_read"] == sum(f["records_committed"] for f in listed) + 2 + RECORDS + 1  # + the local input
     assert stats["documents"] + sum(stats["not_documents"].values()) == stats["records_read"]
     assert [(f["path"], f["error"]) for f in stats["failed_inputs"]] == [(f["path"], f["error"]) for f in listed]
     network = [e for e in stats["errors"] if e["reason"] == "read:network_failed"]
@@ -421,4 +426,5 @@ def test_accept_failed_inputs_finishes_the_run_counting_the_failures(outage_runs
     reference = shard_rows(outage_runs["dir"] / "reference")
     for f in listed:  # the documents read before the failure, exactly
         assert shard_rows(out, f["path"]) == [r for r in reference if r["source_offset"] < f["read_on_from"]["offset"]]
+    assert shard_rows(out, outage_runs["inputs"][2]) == reference
     assert not (out / "_failed_inputs.json").exists()

@@ -108,16 +108,19 @@ def _scheme(uri: str) -> str:
     return uri.split("://", 1)[0].lower() if "://" in uri else ""
 
 
-def list_inputs(inputs: list[str] | CrawlInput) -> list[str]:
+def list_inputs(inputs: list[str] | CrawlInput, check_urls: bool = True) -> list[str]:
     """The WARC files to read, in a stable order, duplicates dropped. A pattern that matches
-    nothing is an error, because a typo in a path would otherwise look like an empty crawl."""
+    nothing is an error, because a typo in a path would otherwise look like an empty crawl.
+    Without `check_urls`, URLs are taken as they are (a run that accepts failed inputs must not
+    be stopped by a server that has gone)."""
     if isinstance(inputs, CrawlInput):
         return resolve_crawl(inputs)
     files: list[str] = []
     for pattern in inputs:
         scheme = _scheme(pattern)
         if scheme in ("http", "https"):
-            check_url(pattern)
+            if check_urls:
+                check_url(pattern)
             files.append(pattern)
         elif scheme in ("", "file"):
             files.extend(_list_local(pattern.removeprefix("file://") if scheme else pattern))
