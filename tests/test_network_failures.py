@@ -262,6 +262,33 @@ def test_a_corrupt_gzip_member_over_a_flaky_connection_costs_one_record(damaged_
     assert [(s, st) for s, st, _ in outage.log] == [(0, 200)] + [(cut, 503)] * (QUICK.attempts - 2) + [(cut, 206)]
 
 
+class NoRangeServer(QuietHandler):
+    """Ignores Range requests (answers the whole body, 200), and drops its first connection mid-body."""
+
+    body: bytes = b""
+    answered: list = []
+
+    def do_GET(self):
+        self.answered.append(self.headers.get("Range"))
+        self.send_response(200)
+        self.send_header("Content-Length", str(len(self.body)))
+        self.end_headers()
+        self.wfile.write(self.body[: len(self.body) // 2] if len(self.answered) == 1 else self.body)
+        if len(self.answered) == 1:
+            self.wfile.flush()
+            self.connection.shutdown(socket.SHUT_RDWR)
+
+
+def test_a_server_that_ignores_range_requests_is_read_on_by_skipping(damaged_body):
+    """Resuming where such a server has no Range support costs a re-download up to the byte
+    where the stream stopped, not the input."""
+    handler = type("H", (NoRangeServer,), {"body": damaged_body, "answered": []})
+    with serve(handler) as url:
+        with open_input(url + "a.warc.gz", QUICK) as stream:
+            assert stream.read() == damaged_body
+    assert handler.answered[0] is None and handler.answered[1] == f"bytes={len(damaged_body) // 2}-"
+
+
 def test_throttling_at_listing_time_is_left_to_the_reader(damaged_body):
     """A 503 when an input is listed says nothing about the file: it is listed, and its reader
     retries. A 404 is a missing input, at once, unless failed inputs are being accepted."""

@@ -360,13 +360,13 @@ class ObjectStream(RetryingStream):
 
     def __init__(self, path: str, retry: RetryParams, start: int = 0):
         super().__init__(path, retry, start)
-        self.fs, self.inner = filesystem(path)
         self._file = None
         self.size = 0
 
     def _fetch(self, buffer) -> int:
-        if self._file is None:
-            self._file = self.fs.open_input_file(self.inner)  # asks for the size, reads nothing
+        if self._file is None:  # here, so that a failure to reach the store is retried too
+            fs, inner = filesystem(self.name)  # (pyarrow may ask AWS for the bucket's region)
+            self._file = fs.open_input_file(inner)  # asks for the size, reads nothing
             self.size = self._file.size()
         if self.pos >= self.size:
             return 0
