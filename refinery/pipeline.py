@@ -85,8 +85,8 @@ def read_files(batch: pa.Table, read: ReadParams, output: str):
             log.error("%s: %s", path, e)
             out.write_json(f"{FAILED_DIR}/{name}.json", {"path": path, "error": str(e.error), "record": e.record, "offset": e.offset})
             continue
+        out.delete(f"{FAILED_DIR}/{name}.json")  # first: a note left beside a finished input would read as accepted
         out.write_json(f"{INPUTS_DIR}/{name}.json", {"path": path, "records": n})
-        out.delete(f"{FAILED_DIR}/{name}.json")
 
 
 # Stages that run native code (lexbor, lxml, fastText), which can take their worker down; the
