@@ -31,7 +31,9 @@ from refinery.io.sources import NetworkError, RetryParams, open_input
 from refinery.io.warc import ReadInterrupted, ReadParams, read_warc
 
 RECORDS = 300  # the first 300 records of crawl-sample: 9.06 MB, so more than one 8 MiB object read
-# about 2 s of waiting in all before a stream gives up (waits of 0.25-0.5 s, then 0.5-1 s)
+# 0.75-1.5 s of waiting before a stream gives up (waits of 0.25-0.5 s, then 0.5-1 s); under each S3
+# try the AWS SDK makes its own quick retries (pyarrow's default, 3 attempts), ~5 s more in all here
+BUCKET = "network-outage"
 FAST_RETRY = {"attempts": 3, "backoff_s": 0.5, "max_backoff_s": 1.0, "timeout_s": 10.0}
 
 
@@ -353,12 +355,13 @@ def outage_runs(damaged_body, tmp_path_factory):
 
     moto = moto_server.ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
     moto.start()
+    host, port = moto.get_host_and_port()
+    s3 = pafs.S3FileSystem(endpoint_override=f"{host}:{port}", scheme="http", region="us-east-1",
+                           access_key="testing", secret_key="testing", allow_bucket_creation=True, allow_bucket_deletion=True)
     try:
-        host, port = moto.get_host_and_port()
-        s3 = pafs.S3FileSystem(endpoint_override=f"{host}:{port}", scheme="http", region="us-east-1",
-                               access_key="testing", secret_key="testing", allow_bucket_creation=True)
-        s3.create_dir("crawl")
-        with s3.open_output_stream("crawl/in/sample.warc.gz", compression=None) as f:
+        # moto's servers in one process share their buckets: a bucket of this module's own, deleted after
+        s3.create_dir(BUCKET)
+        with s3.open_output_stream(f"{BUCKET}/in/sample.warc.gz", compression=None) as f:
             f.write(damaged_body)
         http_outage = Outage(cut_after=int(len(damaged_body) * 0.45))
         s3_outage = Outage(cut_after=(READ_BUFFER + len(damaged_body)) // 2)
@@ -368,7 +371,7 @@ def outage_runs(damaged_body, tmp_path_factory):
                 "AWS_ENDPOINT_URL": s3_url.rstrip("/"), "AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
                 "AWS_REGION": "us-east-1", "AWS_SHARED_CREDENTIALS_FILE": "/nonexistent", "AWS_CONFIG_FILE": "/nonexistent",
             }
-            remote = [www + "sample.warc.gz", "s3://crawl/in/sample.warc.gz"]
+            remote = [www + "sample.warc.gz", f"s3://{BUCKET}/in/sample.warc.gz"]
             inputs = remote + [str(local)]
 
             def run(out: str, *extra: str, paths=inputs):
@@ -388,6 +391,7 @@ def outage_runs(damaged_body, tmp_path_factory):
                 resumed = pool.submit(run, "failed").result()
                 accepted = accepted.result()
     finally:
+        s3.delete_dir(BUCKET)
         moto.stop()
     return {
         "inputs": inputs, "remote": remote, "dir": tmp, "failed": failed, "failed_inputs": failed_inputs, "left": left, "reference": reference,
