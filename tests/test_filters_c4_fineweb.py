@@ -138,12 +138,30 @@ def test_short_line_ratio_bound_is_inclusive():
         return "\n".join(fw_line(i, short_len if i < n_short else 40) for i in range(100))
 
     assert fineweb_quality(doc(66), FW) is None
-    assert fineweb_quality(doc(67), FW) == "fineweb_quality:short_line_ratio"  # 0.67
-    assert fineweb_quality(doc(67, short_len=30), FW) is None  # 30 chars is not short
+    reason = fineweb_quality(doc(67), FW)
+    assert reason == "fineweb_quality:short_line_ratio"  # 0.67
+    assert reason.detail == "lines of <= 30 chars 0.67 >= 0.67"
+    assert fineweb_quality(doc(67, short_len=30), FW) == "fineweb_quality:short_line_ratio"  # 30 is short (`<= 30`)
+    assert fineweb_quality(doc(67, short_len=31), FW) is None
+
+
+def test_dup_line_char_frac_default_is_the_released_codes():
+    """0.01, as in the code that produced FineWeb: one repeated 20-char line in 2,000 chars drops."""
+    dup = fw_line(9999, 20)
+
+    def doc(last_len: int) -> str:
+        return "\n".join([fw_line(i, 100) for i in range(19)] + [fw_line(19, last_len)] + [dup] * 2)
+
+    outside, inside = doc(60), doc(61)
+    assert len(outside) - outside.count("\n") == 2000  # the second copy's 20 chars: 0.01
+    reason = fineweb_quality(outside, FW)
+    assert reason == "fineweb_quality:dup_line_char_frac" and reason.detail == "chars in duplicated lines 0.01 >= 0.01"
+    assert fineweb_quality(inside, FW) is None  # 20 / 2001
 
 
 def test_dup_line_char_frac_bound_is_inclusive():
     dup = fw_line(9999, 50)
+    FW = FineWebQualityParams(dup_line_char_frac=0.1)  # the FineWeb paper's text
 
     def doc(last_len: int) -> str:
         lines = [fw_line(i, 50) for i in range(16)] + [fw_line(16, last_len)] + [dup] * 3
@@ -154,6 +172,7 @@ def test_dup_line_char_frac_bound_is_inclusive():
     assert fineweb_quality(outside, FW) == "fineweb_quality:dup_line_char_frac"
     assert fineweb_quality(inside, FW) is None  # 100 / 1001
     assert fineweb_quality(outside, FineWebQualityParams(dup_line_char_frac=0.11)) is None
+    assert fineweb_quality(outside.replace(dup, fw_line(9998, 50), 1), FW) is None  # 50 of 1000
 
 
 def test_fineweb_blank_lines_and_empty():
@@ -179,7 +198,7 @@ def test_params_defaults():
     assert (C4.min_words_per_line, C4.max_word_length, C4.min_sentences) == (3, 1000, 5)
     assert FW.stage == "fineweb_quality"
     assert (FW.line_punct_ratio, FW.dup_line_char_frac, FW.short_line_ratio, FW.short_line_length) == (
-        0.12, 0.1, 0.67, 30)
+        0.12, 0.01, 0.67, 30)
     assert C4Params(policy_substrings=["Cookie Policy"]).policy_substrings == ("cookie policy",)
 
 

@@ -28,12 +28,29 @@ P = UrlFilterParams()
         ("https://example.com/best.free.porn.hub", "url_filter:hard_word"),
         ("https://myfreepornstar.example/x", "url_filter:strict_word"),
         ("https://example.com/sussex-county", None),  # substrings of soft words do not count
+        ("https://example.com/hot/hot-deals", None),  # one soft word twice is one hit
+        ("https://example.com/hot/teen-hot-deals", "url_filter:soft_words"),
     ],
 )
 def test_url_filter(url, reason):
     from urllib.parse import urlsplit
 
     assert url_filter(url, urlsplit(url).hostname, P) == reason
+
+
+@pytest.mark.parametrize(
+    "url, detail",
+    [
+        ("https://de.m.wikipedia.org/wiki/X", "domain de.m.wikipedia.org is under wikipedia.org"),
+        ("https://example.com/free-porn-videos", "hard word 'porn'"),
+        ("https://example.com/hot/teen-hot-deals", "soft words (hot, teen) 2 >= 2"),
+        ("https://myfreepornstar.example/x", "strict word 'freeporn' in the URL"),
+    ],
+)
+def test_url_filter_says_what_it_matched(url, detail):
+    from urllib.parse import urlsplit
+
+    assert url_filter(url, urlsplit(url).hostname, P).detail == detail
 
 
 def test_url_filter_reads_user_lists(tmp_path):
