@@ -135,6 +135,21 @@ def test_citations_removed():
     ]
 
 
+def test_removed_lines_are_recorded_with_their_rule_and_line_number():
+    lines = [BODY[0], "Two words.", "Please enable JavaScript to go on.", BODY[1] + "[1]", "Read our privacy policy here.",
+             "a " + "x" * 1001, *BODY[2:]]
+    removed: list = []
+    text, reason = c4_filter("\n".join(lines), C4, removed)
+    assert reason is None and text == "\n".join(BODY)
+    assert removed == [
+        ("few_words", 1, "Two words."),
+        ("javascript", 2, "Please enable JavaScript to go on."),
+        ("citation", 3, "[1]"),
+        ("policy", 4, "Read our privacy policy here."),
+        ("long_word", 5, lines[5]),
+    ]
+
+
 def test_empty_after_line_removal():
     assert c4_filter("a b\nc d", C4Params(min_sentences=0))[1] == "c4:empty"
     assert c4_filter("a b\nc d", C4)[1] == "c4:too_few_sentences"
