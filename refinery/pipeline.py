@@ -23,7 +23,7 @@ from refinery.dedup.clusters import doc_ids_from_strings
 from refinery.dedup.phase import EDGE_SCHEMA, REASONS, UrlDedupParams, bucket_rows, partition_edges, removals
 from refinery.crash_guard import ATTEMPTS_DIR, guarded
 from refinery.resume import (
-    COMPLETE, FILTERED_DIR, INPUTS_DIR, PARTS_DIR, RESUME, STAGING_DIR,
+    COMPLETE, FILTERED_DIR, INPUTS_DIR, PARTS_DIR, REMOVED_LINES_DIR, RESUME, STAGING_DIR,
     as_ranges, discard_unfinished, inputs_to_do, open_run, part_name,
 )
 from refinery.schema import REMOVED_COLUMNS, REMOVED_LINES, SHARD, SHARD_COLUMNS, ids_hash
@@ -109,7 +109,7 @@ def write_outcomes(out: Output, name: str, batch: pa.Table, write_removed: bool,
         if "removed_lines" in batch.column_names:
             lines = removed_lines(batch)
             for stage in pc.unique(lines.column("stage")).to_pylist():
-                out.write_parquet(f"removed/_lines/{stage}/{name}.parquet", lines.filter(pc.equal(lines.column("stage"), stage)))
+                out.write_parquet(f"{REMOVED_LINES_DIR}/{stage}/{name}.parquet", lines.filter(pc.equal(lines.column("stage"), stage)))
     kept = batch.filter(pc.is_null(removed_by)).select(SHARD_COLUMNS)
     if extra is not None and kept.num_rows:
         out.write_parquet(f"{FILTERED_DIR}/{name}.parquet", kept)

@@ -55,7 +55,7 @@ SHARD = pa.schema([ROW.field(c) for c in SHARD_COLUMNS])
 REMOVED_COLUMNS = ["id", "url", "source", "source_offset", "removed_by", "reason", "reason_detail", "text"]
 REMOVED = pa.schema([ROW.field(c) for c in REMOVED_COLUMNS])
 
-# Columns of a file under removed/_lines/<stage>/: one row per line (or substring) a text-modifying
+# Columns of a file under removed_lines/<stage>/: one row per line (or substring) a text-modifying
 # stage removed, from documents it kept and from those it dropped (whose text in removed/<stage>/ is
 # the text the line numbers count in).
 REMOVED_LINES = pa.schema([ROW.field(c) for c in ("id", "url", "source", "source_offset")] + list(REMOVED_LINE))

@@ -82,10 +82,10 @@ def test_removed_rows_say_what_the_rule_measured(crawl_run):
 
 
 def test_lines_removed_from_documents_can_be_read_back(crawl_run):
-    """removed/_lines/line_corrections/ holds every line the corrections took, with its rule;
+    """removed_lines/line_corrections/ holds every line the corrections took, with its rule;
     for a document they dropped whole, the line numbers index its text in removed/."""
     out, _, stats = crawl_run
-    lines = pq.read_table(out / "removed" / "_lines" / "line_corrections").to_pylist()
+    lines = pq.read_table(out / "removed_lines" / "line_corrections").to_pylist()
     assert {r["rule"] for r in lines} >= {"few_words", "uppercase"}
     dropped = {r["id"]: r["text"] for r in pq.read_table(out / "removed" / "line_corrections").to_pylist()}
     assert dropped
@@ -94,7 +94,7 @@ def test_lines_removed_from_documents_can_be_read_back(crawl_run):
             assert r["text"] in dropped[r["id"]].split("\n")[r["line"]]
     kept_ids = set(pq.read_table(out / "shards", columns=["id"]).column(0).to_pylist())
     assert any(r["id"] in kept_ids for r in lines)  # lines struck from documents that were kept
-    assert not (out / "removed" / "_lines").joinpath("gopher_quality").exists()  # only text-modifying stages
+    assert [f.name for f in (out / "removed_lines").iterdir()] == ["line_corrections"]  # only text-modifying stages
 
 
 def test_funnel_counts_words_struck_where_they_are_struck(crawl_run):
