@@ -341,6 +341,14 @@ def test_stop_words_normalized_and_counted():
     assert _q(["THE"] * 2 + ["house"] * 60) is None  # occurrences, not distinct words
 
 
+def test_quality_drops_say_what_they_measured():
+    assert _q(STOP2 + ["house"] * 47 + ["&"]).detail == "words 49 < 50"
+    assert _q(STOP2 + ["cat"] * 97 + ["ox"]).detail == "mean word length 2.99 < 3"
+    assert _q(STOP2 + ["house"] * 87 + ["#tag"] * 11).detail == "'#' per word 0.11 > 0.1"
+    assert _q(STOP2 + ["house"] * 77 + ["1234"] * 21).detail == "words with a letter 0.79 < 0.8"
+    assert _q(["The,", "Theory"] + ["house"] * 60).detail == "stop words 1 < 2"
+
+
 # ---------------------------------------------------------------- real page and params
 
 

@@ -71,6 +71,9 @@ def test_language_id_on_real_text(data_dir):
     assert language_reason(lang, score, LanguageParams()) is None
     assert language_reason("de", 0.99, LanguageParams()) == "language:not_target"
     assert language_reason("en", 0.64, LanguageParams()) == "language:low_score"
+    assert language_reason("de", 0.99, LanguageParams()).detail == "language de 0.99, not en"
+    assert language_reason("en", 0.42, LanguageParams()).detail == "language en 0.42 < 0.65"
+    assert language_reason("en", 0.6499, LanguageParams()).detail == "language en 0.6499 < 0.65"  # never "0.65 < 0.65"
     assert language_reason("de", 0.99, LanguageParams(languages=["en", "de"])) is None
 
 
@@ -83,7 +86,9 @@ def test_extract_real_page_and_limits(data_dir):
     html, _ = decode_html(gzip.decompress(page.read_bytes()), None)
     text, reason = extract_text(html, ExtractParams())
     assert reason is None and len(text) > 200 and "http" not in text
-    assert extract_text(html, ExtractParams(max_html_chars=len(html) - 1)) == (None, "extract:html_too_large")
+    text, reason = extract_text(html, ExtractParams(max_html_chars=len(html) - 1))
+    assert (text, reason) == (None, "extract:html_too_large")
+    assert reason.detail == f"HTML chars {len(html):,} > {len(html) - 1:,}"
     assert extract_text("<html><body></body></html>", ExtractParams()) == (None, "extract:empty")
 
 
