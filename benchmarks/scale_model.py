@@ -237,42 +237,69 @@ def driver(events_path: str, argv: list[str]) -> int:
     for name in OUTPUT_CALLS:
         setattr(storage.Output, name, observed(getattr(storage.Output, name), name, True))
 
-    samples: list[tuple[float, int]] = []
+    samples: list[tuple[float, int, int, int]] = []
     stop = threading.Event()
-    page = os.sysconf("SC_PAGE_SIZE")
 
     def sample():
+        """(time, RSS, its anonymous part, its shared-memory part: object-store pages the driver mapped)"""
         while not stop.is_set():
-            with open("/proc/self/statm") as f:
-                samples.append((time.time(), int(f.read().split()[1]) * page))
+            with open("/proc/self/status") as f:
+                kb = {k: int(v.split()[0]) * 1024 for k, _, v in (line.partition(":") for line in f) if k in ("VmRSS", "RssAnon", "RssShmem")}
+            samples.append((time.time(), kb["VmRSS"], kb["RssAnon"], kb["RssShmem"]))
             stop.wait(0.5)
 
     threading.Thread(target=sample, daemon=True).start()
+    trace: dict[str, dict] = {}
+    if os.environ.get("SCALE_MODEL_TRACE"):
+        import tracemalloc
+
+        tracemalloc.start(1)
+
+        def heap(when: str) -> None:
+            stats = tracemalloc.take_snapshot().statistics("filename")
+            trace[when] = {"total": sum(s.size for s in stats),
+                           "by_file": [[s.traceback[0].filename.split("site-packages/")[-1], s.size / 1024, s.count] for s in stats[:12]]}
+
+        phase = pipeline.filter_phase
+
+        def filter_phase_then_heap(*args, **kwargs):
+            try:
+                return phase(*args, **kwargs)
+            finally:
+                heap("after the filter phase")
+
+        pipeline.filter_phase = filter_phase_then_heap
     started = time.time()
     rc = cli.main(argv)
     ended = time.time()
     stop.set()
+    if trace:
+        heap("at the end of the run")
     with open("/proc/self/status") as f:
         hwm = next(int(line.split()[1]) * 1024 for line in f if line.startswith("VmHWM:"))
     Path(events_path).write_text(json.dumps({"rc": rc, "started": started, "ended": ended, "peak_rss": hwm,
-                                             "rss": samples, "events": events}))
+                                             "rss": samples, "events": events, "trace": trace}))
     return rc
 
 
 def folder_of(rel: str) -> str:
     """`_parts/x.json` -> `_parts`; a file at the top -> its name."""
-    return rel.strip("/").split("/", 1)[0] if rel else "."
+    top = re.sub(r"\.tmp-\d+$", "", rel.strip("/").split("/", 1)[0])  # a local write's temporary name
+    return top or "(root)"
 
 
 # ---------------------------------------------------------------- one case
 
 
-def run_case(case: str, storage: str, inputs: Path, work: Path, workers: int, s3: CountingS3 | None, strace: bool) -> dict:
+def run_case(case: str, storage: str, inputs: Path, work: Path, workers: int, s3: CountingS3 | None, strace: bool,
+             trace: bool = False) -> dict:
     n_inputs, per_input = map(int, case.split("x"))
-    tag = f"{storage}{'-strace' if strace else ''}-{case}"
+    tag = f"{storage}{'-strace' if strace else ''}{'-trace' if trace else ''}-{case}"
     events_file = work / f"events-{tag}.json"
     env = dict(os.environ)
     env.pop("RAY_ADDRESS", None)
+    if trace:
+        env["SCALE_MODEL_TRACE"] = "1"
     if storage == "local":
         out_dir = work / f"out-{tag}"
         shutil.rmtree(out_dir, ignore_errors=True)
@@ -328,8 +355,10 @@ def run_case(case: str, storage: str, inputs: Path, work: Path, workers: int, s3
 
     by = Counter((step_at(t), folder, op) for t, op, folder in requests)
     filter_end = next((e["t1"] for e in steps if e["step"] == "filter_phase"), observed["ended"])
-    rss_filter = max((r for t, r in observed["rss"] if t <= filter_end), default=0)
-    rss_after = max((r for t, r in observed["rss"] if t > filter_end), default=0)
+    rss_filter = max((r for t, r, *_ in observed["rss"] if t <= filter_end), default=0)
+    rss_after = max((r for t, r, *_ in observed["rss"] if t > filter_end), default=0)
+    anon = max((a for _, _, a, _ in observed["rss"]), default=0)
+    shmem = max((m for *_, m in observed["rss"]), default=0)
     step_seconds = Counter()
     for e in steps:
         step_seconds[e["step"]] += e["t1"] - e["t0"]
@@ -338,9 +367,9 @@ def run_case(case: str, storage: str, inputs: Path, work: Path, workers: int, s3
         "parts": parts, "kept": stats["kept"]["docs"], "records_read": stats["records_read"],
         "wall_s": wall, "driver_s": observed["ended"] - observed["started"], "stats_seconds": stats.get("seconds", {}),
         "step_seconds": dict(step_seconds), "peak_rss": observed["peak_rss"], "rss_filter_phase": rss_filter,
-        "rss_after_filter_phase": rss_after, "requests": len(requests),
+        "rss_after_filter_phase": rss_after, "peak_anon": anon, "peak_shmem": shmem, "requests": len(requests),
         "by": [[s, f, o, n] for (s, f, o), n in sorted(by.items())],
-        "command": shlex.join(["refinery", *argv]),
+        "command": shlex.join(["refinery", *argv]), "trace": observed["trace"],
     }
 
 
@@ -358,11 +387,11 @@ def place(key: str, out_key: str, input_prefix: str) -> str:
 # ---------------------------------------------------------------- report
 
 
-def fit(cases: list[dict], y: str) -> tuple[float, float, float] | None:
-    """y = a + b*inputs + c*parts by least squares over the cases (None with fewer than 3)."""
+def fit(cases: list[dict], y: str, x: str = "records") -> tuple[float, float, float] | None:
+    """y = a + b*inputs + c*x by least squares over the cases (None with fewer than 3)."""
     if len(cases) < 3:
         return None
-    X = np.array([[1.0, c["inputs"], c["parts"]] for c in cases])
+    X = np.array([[1.0, c["inputs"], c[x]] for c in cases])
     Y = np.array([float(c[y]) for c in cases])
     coef, *_ = np.linalg.lstsq(X, Y, rcond=None)
     return tuple(coef)
@@ -382,50 +411,69 @@ def report(results: list[dict]) -> None:
     for r in results:
         rows.append([f"{r['storage']}{' (strace)' if r['strace'] else ''}", r["case"], r["inputs"], r["records"], r["parts"],
                      f"{r['wall_s']:.1f}", f"{r['stats_seconds'].get('filter_phase', 0):.1f}", mb(r["peak_rss"]),
-                     mb(r["rss_filter_phase"]), mb(r["rss_after_filter_phase"]), r["requests"] or "-",
+                     mb(r["rss_filter_phase"]), mb(r["rss_after_filter_phase"]),
+                     f"{mb(r['peak_anon'])} / {mb(r['peak_shmem'])}" if "peak_anon" in r else "-", r["requests"] or "-",
                      f"{r['requests'] / r['parts']:.1f}" if r["requests"] else "-"])
     print(table(rows, ["storage", "case", "inputs", "records", "parts", "wall s", "filter phase s", "driver peak MB",
-                       "peak in filter phase", "peak after", "requests", "requests/part"]))
+                       "peak in filter phase", "peak after", "anon / shm MB", "requests", "requests/part"]))
     for r in results:
         if not r["requests"]:
             continue
-        print(f"\n### {r['storage']}{' (strace)' if r['strace'] else ''} {r['case']}: requests by driver step, folder and operation"
-              f" ({r['inputs']} inputs, {r['parts']} parts)\n")
-        rows = [[s, f, o, n, f"{n / r['inputs']:.2f}", f"{n / r['parts']:.2f}"] for s, f, o, n in sorted(r["by"], key=lambda x: -x[3]) if n >= 3]
-        print(table(rows, ["step", "folder", "op", "count", "per input", "per part"]))
+        name = f"{r['storage']}{' (strace)' if r['strace'] else ''} {r['case']}"
+        print(f"\n### {name}: requests by folder ({r['inputs']} inputs, {r['parts']} parts)\n")
+        folders: dict[str, Counter] = {}
+        for _, f, o, n in r["by"]:
+            folders.setdefault(f, Counter())[o] += n
+        rows = [[f, sum(c.values()), f"{sum(c.values()) / r['inputs']:.2f}", f"{sum(c.values()) / r['parts']:.2f}",
+                 ", ".join(f"{o} {n}" for o, n in c.most_common())] for f, c in sorted(folders.items(), key=lambda kv: -sum(kv[1].values()))]
+        print(table(rows, ["folder", "requests", "per input", "per part", "by operation"]))
         per_step = Counter()
         for s, _, _, n in r["by"]:
             per_step[s] += n
         steps = sorted(set(per_step) | set(r["step_seconds"]), key=lambda k: -r["step_seconds"].get(k, 0))
-        print()
+        print(f"\n{name}: the driver's steps (requests made while each ran; in filter_phase and dedup_phase/compact, mostly the Ray tasks')\n")
         print(table([[k, per_step[k], f"{r['step_seconds'].get(k, 0):.2f}"] for k in steps], ["driver step", "requests", "seconds"]))
+    for r in results:
+        if r.get("trace"):
+            print(f"\n### {r['storage']} {r['case']}: the driver's Python heap (tracemalloc) at the end of the filter phase and of the run\n")
+            for when, t in r["trace"].items():
+                print(f"{when}: {t['total'] / 2**20:.1f} MB traced; largest by file:")
+                print(table([[f, f"{kb:,.0f}", n] for f, kb, n in t["by_file"]], ["file", "KB", "blocks"]))
     for storage in sorted({r["storage"] for r in results}):
-        cases = [r for r in results if r["storage"] == storage and not r["strace"]]
-        counted = [r for r in results if r["storage"] == storage and r["requests"]]
-        print(f"\n## {storage}: fitted constants (y = a + b x inputs + c x parts over {len(cases)} cases)")
-        for y, rs, unit in [("wall_s", cases, "s"), ("peak_rss", cases, "bytes"), ("requests", counted, "requests")]:
-            c = fit(rs, y)
-            if c:
-                print(f"- {y}: fixed {c[0]:,.1f} {unit}, per input {c[1]:,.3f}, per part {c[2]:,.3f}")
+        cases = [r for r in results if r["storage"] == storage and not r["strace"] and not r.get("trace")]
+        c = fit(cases, "wall_s")
+        print(f"\n## {storage}: constants")
+        if c:
+            print(f"- wall time = a + b x inputs + c x records over {len(cases)} cases: a {c[0]:.1f} s, b {c[1] * 1000:.1f} ms per input,"
+                  f" c {c[2] * 1000:.1f} ms per record (an input costs {c[1] / c[2]:.2f} records' processing)")
         small = sorted((r for r in cases if r["records"] == r["inputs"]), key=lambda r: r["inputs"])
         if len(small) >= 2:
             a, b = small[0], small[-1]
             d = b["inputs"] - a["inputs"]
             print(f"- driver peak RSS {mb(a['peak_rss'])} MB at {a['inputs']} inputs, {mb(b['peak_rss'])} MB at {b['inputs']}:"
-                  f" {(b['peak_rss'] - a['peak_rss']) / d / 1024:.1f} KB per input; wall {(b['wall_s'] - a['wall_s']) / d * 1000:.1f} ms per input")
+                  f" {(b['peak_rss'] - a['peak_rss']) / d / 1024:.1f} KB per input")
+        for r in cases:
+            if r["records"] != r["inputs"]:
+                print(f"- driver peak RSS {mb(r['peak_rss'])} MB at {r['inputs']} inputs of {r['records']} records in {r['parts']} parts")
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--cases", default="200x1,2000x1,4x1171", help="NxR: N inputs of R records each")
+    parser.add_argument("--cases", default="200x1,2000x1,2x1171", help="NxR: N inputs of R records each")
     parser.add_argument("--storage", default="local,s3", help="local, s3 (moto), or both")
     parser.add_argument("--strace", default="", help="cases to run locally a second time under strace (local file operations)")
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--work", type=Path, default=REPO / "out" / "scale-model")
+    parser.add_argument("--trace-driver", action="store_true",
+                        help="tracemalloc in the driver (slower): its Python heap by file after the filter phase and at the end")
+    parser.add_argument("--report", type=Path, help="print the report of a results.json again, run nothing")
     parser.add_argument("--driver", help=argparse.SUPPRESS)
     args, rest = parser.parse_known_args()
     if args.driver:
         return driver(args.driver, rest[1:] if rest[:1] == ["--"] else rest)
+    if args.report:
+        report(json.loads(args.report.read_text()))
+        return 0
     work = args.work.resolve()
     work.mkdir(parents=True, exist_ok=True)
     cases = args.cases.split(",")
@@ -441,10 +489,10 @@ def main() -> int:
         plan = [(c, s, False) for s in storages for c in cases] + [(c, "local", True) for c in args.strace.split(",") if c]
         for case, storage, strace in plan:
             print(f"running {storage}{' under strace' if strace else ''} {case} ...", flush=True)
-            results.append(run_case(case, storage, folders[case], work, args.workers, s3, strace))
+            results.append(run_case(case, storage, folders[case], work, args.workers, s3, strace, args.trace_driver))
             r = results[-1]
             print(f"  {r['wall_s']:.1f} s, {r['parts']} parts, driver peak {r['peak_rss'] / 2**20:.0f} MB, {r['requests']} requests", flush=True)
-            (work / "results.json").write_text(json.dumps(results, indent=1))
+            (work / f"results{'-trace' if args.trace_driver else ''}.json").write_text(json.dumps(results, indent=1))
     finally:
         if s3:
             s3.stop()
