@@ -2,13 +2,14 @@
 inputs, locally and on S3 (moto's S3-compatible server), measuring what grows with the number of
 inputs and parts: the driver's memory, the time, and the storage requests, per input and per part.
 
-    python benchmarks/scale_model.py --cases 200x1,2000x1,4x1171 --storage local,s3 --workers 2 --work out/scale-model
+    python benchmarks/scale_model.py --cases 200x1,2000x1,2x1171 --storage local,s3 --strace 200x1 --work out/scale-model
+    python benchmarks/scale_model.py --cases 200x1,2000x1 --storage local --trace-driver --work out/scale-model
 
 Inputs: crawl-sample (`../shared/data/crawl-sample/real-pages.warc.gz`, 1,171 records, one gzip
 member each) dealt into files at gzip-member boundaries: case NxR is N files of R records each,
 record k of file i being member (i*R + k) mod 1,171. A member used a second time gets a new
 WARC-Record-ID (the document id), so every document is distinct by id; its text is a copy, which
-dedup removes as it would in a crawl. 4x1171 is crawl-sample four times: a few inputs of many parts
+dedup removes as it would in a crawl. 2x1171 is crawl-sample twice: a few inputs of many parts
 each, which separates what is paid per part from what is paid per input.
 
 Each case runs `refinery run pipelines/cc.yaml --input ... --output ... --workers W` (the CLI, a
@@ -24,8 +25,11 @@ fresh process, with its own local Ray) and measures:
   process, by strace -f; a separate run, since tracing slows it down. A request is attributed
   to the driver step running when it was made; during the filter phase and the final pass the
   requests are the Ray tasks'.
-Then fits, per storage, requests and time = a + b x inputs + c x parts over the cases, and
-prints per-input and per-part constants. Results also go to WORK/results.json.
+With --trace-driver, tracemalloc in the driver gives its Python heap by file after the filter phase
+and at the end, which tells Python objects from native (Ray core) memory.
+Prints, per case, the requests by folder (per input, per part) and by driver step (with its time);
+per storage, wall time fitted as a + b x inputs + c x records, and the driver's peak RSS per input.
+Results also go to WORK/results.json (`--report WORK/results.json` prints them again).
 """
 from __future__ import annotations
 
