@@ -134,15 +134,28 @@ def test_packing_is_seeded_and_resumes_mid_shard(shards, monkeypatch):
     assert all(torch.equal(batches[i][0], resumed.next_batch()[0]) for i in range(30, 60))
 
 
-def test_model_sizes():
-    expected = {"tiny": (0.1e6, 0.2e6), "small": (28e6, 36e6), "gpt2-124m": (80e6, 90e6)}  # byte vocabulary
+def test_model_sizes_are_named_by_their_parameter_count():
+    expected = {"tiny": (0.1e6, 0.2e6), "mini": (0.45e6, 0.55e6), "small": (28e6, 36e6), "gpt2-86m": (85e6, 87e6)}
     for size, (low, high) in expected.items():
         with torch.device("meta"):
             model = GPT(config_for(size, ByteTokenizer.vocab_size))
         assert low < model.num_params() < high, size
+        # the byte vocabulary's 257 rows padded to a multiple of 64; the tied head has the same rows
+        assert model.token_embedding.weight.shape[0] == 320 and model.lm_head.weight is model.token_embedding.weight
     assert (model.config.n_layer, model.config.n_embd, model.config.n_head, model.config.block_size) == (12, 768, 12, 1024)
     non_embedding = model.num_params(with_position_embedding=False)
     assert model.flops_per_token(1024) == 6 * non_embedding + 12 * 12 * 768 * 1024
+    with pytest.raises(ValueError, match="now 'gpt2-86m'"):
+        config_for("gpt2-124m", ByteTokenizer.vocab_size)
+
+
+def test_padded_vocabulary_rows_get_no_probability():
+    torch.manual_seed(0)
+    model = GPT(config_for("tiny", ByteTokenizer.vocab_size))
+    idx = torch.randint(0, 257, (2, 16))
+    logits, loss = model(idx, idx)
+    assert logits.shape == (2, 16, 257)  # cut back to the real symbols: a proper distribution over them
+    assert loss.item() == pytest.approx(torch.nn.functional.cross_entropy(logits.reshape(-1, 257), idx.reshape(-1)).item())
 
 
 def test_tiny_model_loss_falls_on_real_text(shards):
@@ -244,12 +257,13 @@ def test_pretrain_comparison_end_to_end(shards, wiki_docs, articles, tmp_path, c
     assert report["bpb_relative_difference"] == pytest.approx((refined - baseline) / baseline)
     markdown = (out / "report.md").read_text()
     assert "| refined | 0 |" in markdown and "| baseline | 1 |" in markdown
-    assert (out / "loss_curves.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    page = (out / "report.html").read_text()
+    assert page.count("<svg") == 2 and "| refined | 0 |" not in page and "<td>refined</td><td class=\"num\">0</td>" in page
 
     # Rerunning finds every run's finished checkpoint: nothing retrains, the scores are the same.
     capsys.readouterr()
     assert model_cli_main(argv) == 0
-    assert "resumed from" in capsys.readouterr().out
+    assert capsys.readouterr().out.count("finished before: skipped") == 4
     rerun = json.loads((out / "report.json").read_text())
     assert rerun["arms"]["refined"]["runs"][1]["bpb"] == report["arms"]["refined"]["runs"][1]["bpb"]
 
