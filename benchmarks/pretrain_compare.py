@@ -11,7 +11,7 @@ Steps, each through the `refinery` CLI as a user would run it:
 2. WikiText-2 test (tokenized) -> WORK/wikitext-2-test.txt: each article (a " = Title = " heading and
    everything up to the next one) detokenized with refinery.model.data.detokenize_wikitext and
    written as one document, articles separated by blank lines (the .txt form `pretrain --eval`
-   reads). `<unk>` markers stay: the words are lost in the tokenized release.
+   reads; refinery.model.data.wikitext_articles). `<unk>` markers stay: the words are lost in the tokenized release.
 3. `refinery pretrain --shards REFINED --baseline BASELINE --eval WORK/wikitext-2-test.txt` with the
    same model size, token budget and seeds for both arms, into WORK/pretrain/<size>-<tokens>-seeds<...>/
    (pretrain resumes unfinished runs and skips finished ones, so an interrupted benchmark continues).
@@ -25,9 +25,7 @@ about half an epoch of the baseline (~5.8 MB). On a shared 2-core CPU the whole 
 24.5 minutes (3.6 for the two pipeline runs, ~5 per tiny training run); see BENCHMARKS.md.
 """
 import argparse
-import gzip
 import json
-import re
 import shlex
 import shutil
 import subprocess
@@ -39,13 +37,12 @@ from pathlib import Path
 import pyarrow.parquet as pq
 
 from refinery.model.cli import parse_count
-from refinery.model.data import detokenize_wikitext
+from refinery.model.data import wikitext_articles
 
 ROOT = Path(__file__).resolve().parent.parent
 CRAWL = ROOT.parent / "shared" / "data" / "crawl-sample" / "real-pages.warc.gz"
 WIKITEXT = ROOT.parent / "shared" / "data" / "wikitext-2-tokenized" / "test.txt.gz"
 ARMS = {"refined": ROOT / "pipelines" / "cc.yaml", "baseline": ROOT / "pipelines" / "extract-only.yaml"}
-_ARTICLE_HEADING = re.compile(r"= (?!=).*\S =")  # " = Title = ", not " = = Section = = "
 
 
 def main() -> int:
@@ -125,31 +122,9 @@ def main() -> int:
     print()
     print((pretrain_out / "report.md").read_text().rstrip())
     print(f"\ntimings: " + ", ".join(f"{name} {seconds:.0f}" for name, seconds in timings.items()))
-    print(f"outputs: {pretrain_out}/ (report.json, report.md, loss_curves.png), {work / 'summary.json'}")
+    print(f"outputs: {pretrain_out}/ (report.json, report.md, report.html), {work / 'summary.json'}")
     print(f"reproduce: (cd {shlex.quote(str(ROOT))} && {reproduce})")
     return 0
-
-
-def wikitext_articles(path: Path) -> list[str]:
-    """Tokenized WikiText -> one detokenized document per article. An article starts at a
-    top-level " = Title = " line between blank lines (a wrapped formula such as " = 1 <unk> / s ... = "
-    inside a paragraph is not one); its blank lines are dropped (a blank line separates documents in
-    the eval file), so its heading, section headings and paragraphs are joined by single newlines."""
-    with gzip.open(path, "rt", encoding="utf-8") as f:
-        lines = f.read().split("\n")
-    articles: list[list[str]] = []
-    for i, line in enumerate(lines):
-        blank_around = (i == 0 or not lines[i - 1].strip()) and (i + 1 == len(lines) or not lines[i + 1].strip())
-        if not articles or (blank_around and _ARTICLE_HEADING.fullmatch(line.strip())):
-            articles.append([])
-        articles[-1].append(line)
-    documents = []
-    for article in articles:
-        text = detokenize_wikitext("\n".join(article))
-        paragraphs = [line for line in text.split("\n") if line.strip()]
-        if paragraphs:
-            documents.append("\n".join(paragraphs))
-    return documents
 
 
 def _arm_size(out: Path) -> dict:

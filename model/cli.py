@@ -18,7 +18,7 @@ from pathlib import Path
 from .compare import EvalSet, compare
 from .gpt import SIZES
 from .report import render_html, render_markdown
-from .train import TrainConfig
+from .train import TrainConfig, resolve_device
 
 
 def parse_count(text: str) -> int:
@@ -62,8 +62,8 @@ def parse_arm(text: str) -> tuple[str, str]:
     return name, spec
 
 
-def add_training_options(parser: argparse.ArgumentParser, default_size: str) -> None:
-    """The options `pretrain` and `ablate` share: eval sets, budget, seeds, model and device."""
+def add_training_options(parser: argparse.ArgumentParser, default_size: str | None) -> None:
+    """The options `pretrain` and `ablate` share; `default_size` None: `small` on CUDA, `mini` on the CPU."""
     parser.add_argument("--eval", action="append", required=True, metavar="[NAME=]PATH",
                         help="held-out set, repeatable: .txt/.txt.gz (documents separated by blank lines), "
                              ".jsonl (`text` field) or Parquet (`text` column); NAME defaults to the file name")
@@ -73,7 +73,7 @@ def add_training_options(parser: argparse.ArgumentParser, default_size: str) -> 
                         help="number of seeds (3 = seeds 0,1,2) or a comma-separated list (0,5); default 1")
     sizes = ", ".join(f"{name} ({_params(name)})" for name in SIZES)
     parser.add_argument("--size", default=default_size, metavar="SIZE",
-                        help=f"model size: {sizes}; default {default_size}")
+                        help=f"model size: {sizes}; default {default_size or 'small on CUDA, mini on the CPU'}")
     parser.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto")
     parser.add_argument("--compile", action=argparse.BooleanOptionalAction, default=None,
                         help="torch.compile the model (default: on CUDA, off on CPU)")
@@ -93,8 +93,9 @@ def _params(size: str) -> str:
 
 
 def training_config(args: argparse.Namespace) -> TrainConfig:
+    size = args.size or ("small" if resolve_device(args.device).startswith("cuda") else "mini")
     try:
-        return TrainConfig(size=args.size, tokens=args.tokens, seq_len=args.seq_len, batch_size=args.batch_size,
+        return TrainConfig(size=size, tokens=args.tokens, seq_len=args.seq_len, batch_size=args.batch_size,
                            grad_accum=args.grad_accum, lr=args.lr, device=args.device, compile=args.compile,
                            peak_tflops=args.peak_tflops, checkpoint_every=args.checkpoint_every).resolved()
     except ValueError as e:

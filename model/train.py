@@ -225,7 +225,7 @@ def train(
     forward = torch.compile(model) if config.compile else model
     flops_per_token = model.flops_per_token(config.seq_len)
     end_step = total_steps if stop_after_step is None else min(total_steps, stop_after_step)
-    meter = SteadyThroughput(device, config.throughput_warmup_steps, tokens_per_step)
+    meter = SteadyThroughput(device, config.throughput_warmup_steps, tokens_per_step, clock=time.perf_counter)
     unfetched: list[torch.Tensor] = []  # step losses left on the device until the next log, to avoid a sync per step
     model.train()
     started = last_checkpoint = time.perf_counter()
@@ -251,6 +251,7 @@ def train(
             step == end_step or time.perf_counter() - last_checkpoint >= config.checkpoint_every)
         if not (log_due or checkpoint_due):
             continue
+        meter.pause()  # timing stops at a sync: the steps so far count, the log and checkpoint do not
         first = step - len(unfetched) + 1
         losses.extend(((first + i) * tokens_per_step, v) for i, v in enumerate(torch.stack(unfetched).tolist()))
         unfetched = []
@@ -267,10 +268,9 @@ def train(
                 line += f" | eta {(total_steps - step) * tokens_per_step / tokens_per_s:.0f}s"
             log(line + f" | {step * tokens_per_step:,}/{total_steps * tokens_per_step:,} tokens")
         if checkpoint_due:
-            meter.pause()
             save_checkpoint(checkpoint_path, model, optimizer, loader, tokenizer, config, step, losses)
             last_checkpoint = time.perf_counter()
-            meter.resume()
+        meter.resume()
 
     meter.pause()
     tokens_per_s = meter.tokens_per_s

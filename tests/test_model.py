@@ -18,7 +18,8 @@ from refinery.model.data import PackedBatches, detokenize_wikitext, read_eval_do
 from refinery.model.evaluate import bits_per_byte, drop_training_overlap, score_documents
 from refinery.model.gpt import GPT, config_for
 from refinery.model.tokenizer import ByteTokenizer
-from refinery.model.train import TrainConfig, load_model, train
+from refinery.model import train as train_module
+from refinery.model.train import SteadyThroughput, TrainConfig, load_model, peak_tflops_for, train
 
 DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 WIKITEXT = DATA / "wikitext-2-tokenized" / "valid.txt.gz"
@@ -277,3 +278,94 @@ def test_pretrain_single_arm(shards, wiki_docs, tmp_path):
     report = json.loads((out / "report.json").read_text())
     assert list(report["arms"]) == ["refined"] and report["bpb_relative_difference"] is None
     assert report["eval_docs_dropped"] == 0
+
+
+def test_mfu_peak_comes_from_the_device_name():
+    assert peak_tflops_for("NVIDIA H100 80GB HBM3") == 989.0
+    assert peak_tflops_for("NVIDIA H100 PCIe") == 756.0
+    assert peak_tflops_for("NVIDIA H200") == 989.0
+    assert peak_tflops_for("NVIDIA A100-SXM4-80GB") == 312.0
+    assert peak_tflops_for("NVIDIA GeForce RTX 4090") is None
+    assert TrainConfig(device="cpu").resolved().peak_tflops is None  # no MFU on the CPU
+    assert TrainConfig(device="cpu", peak_tflops=100.0).resolved().peak_tflops == 100.0
+    assert TrainConfig(device="cpu").resolved().compile is False
+
+
+class FakeClock:
+    """time.perf_counter for the training loop: advanced by the test, not by the machine."""
+
+    def __init__(self):
+        self.now = 0.0
+
+    def perf_counter(self) -> float:
+        return self.now
+
+
+def test_checkpoints_follow_wall_time_and_throughput_is_the_steady_state(shards, tmp_path, monkeypatch):
+    """Steps take 1 s (the first three, compile-like, 20 s); a checkpoint write takes 50 s. With
+    --checkpoint-every 5 s, checkpoints land every 5 s of wall time, and tokens/s counts neither
+    the warm-up nor the checkpoint writes: exactly one step's tokens per second."""
+    clock = FakeClock()
+    monkeypatch.setattr(train_module, "time", clock)
+    batches = {"n": 0}
+    next_batch = PackedBatches.next_batch
+
+    def timed_batch(self):
+        batches["n"] += 1
+        clock.now += 20.0 if batches["n"] <= 3 else 1.0
+        return next_batch(self)
+
+    saved = []
+    save = train_module.save_checkpoint
+
+    def timed_save(path, model, optimizer, loader, tokenizer, config, step, losses):
+        saved.append(step)
+        save(path, model, optimizer, loader, tokenizer, config, step, losses)
+        clock.now += 50.0
+
+    monkeypatch.setattr(PackedBatches, "next_batch", timed_batch)
+    monkeypatch.setattr(train_module, "save_checkpoint", timed_save)
+    config = TrainConfig(size="tiny", tokens=23 * 4 * 64, seq_len=64, batch_size=4, checkpoint_every=5.0,
+                         throughput_warmup_steps=3, log_every=4)
+    result = train(config, [shards["wiki"]], tmp_path / "run.pt", log=lambda line: None)
+    # steps 1-3 take 20 s each, so each of them is due; then every 5th step of 1 s, and the last
+    assert saved == [1, 2, 3, 8, 13, 18, 23]
+    assert result.tokens_per_s == pytest.approx(4 * 64 / 1.0)
+    assert result.mfu is None  # CPU: no known peak
+
+
+def test_steady_throughput_meter():
+    clock = FakeClock()
+    meter = SteadyThroughput("cpu", warmup_steps=2, tokens_per_step=100, clock=clock.perf_counter)
+    for seconds in (30, 30, 2, 2):  # two slow warm-up steps, then 2 s a step
+        clock.now += seconds
+        meter.step_done()
+        assert meter.tokens_per_s is None or meter.steps_run > 2
+    meter.pause()
+    clock.now += 1000  # a checkpoint write
+    meter.resume()
+    clock.now += 2
+    meter.step_done()
+    meter.pause()
+    assert (meter.timed_steps, meter.seconds, meter.tokens_per_s) == (3, 6.0, pytest.approx(50.0))
+
+
+def test_resume_on_cuda_gets_the_fused_optimizer_and_one_device_rng(shards, tmp_path):
+    """A CPU checkpoint carries fused=False in its AdamW groups; resumed for CUDA it must run
+    fused (torch also has a fused AdamW for CPU tensors, so the state is checked by stepping it)."""
+    config = TrainConfig(size="tiny", tokens=2 * 4 * 64, seq_len=64, batch_size=4)
+    train(config, [shards["wiki"]], tmp_path / "cpu.pt", log=lambda line: None)
+    checkpoint = train_module.load_checkpoint(tmp_path / "cpu.pt")
+    assert checkpoint["rng"]["cuda"] is None  # saved on the CPU: no CUDA generator
+    assert all(group["fused"] is False for group in checkpoint["optimizer"]["param_groups"])
+
+    torch.manual_seed(0)
+    model = GPT(config_for("tiny", ByteTokenizer.vocab_size))
+    optimizer = train_module.make_optimizer(model, config.resolved(), "cpu")
+    train_module.load_optimizer_state(optimizer, checkpoint["optimizer"], "cuda")
+    assert all(group["fused"] is True and group["foreach"] is None for group in optimizer.param_groups)
+    step_counter = next(iter(optimizer.state.values()))["step"]
+    assert step_counter.dtype == torch.float32 and step_counter.item() == 2  # placed for the fused kernel
+    model(torch.zeros(1, 8, dtype=torch.long), torch.zeros(1, 8, dtype=torch.long))[1].backward()
+    optimizer.step()
+    assert next(iter(optimizer.state.values()))["step"].item() == 3
