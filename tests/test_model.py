@@ -369,3 +369,51 @@ def test_resume_on_cuda_gets_the_fused_optimizer_and_one_device_rng(shards, tmp_
     model(torch.zeros(1, 8, dtype=torch.long), torch.zeros(1, 8, dtype=torch.long))[1].backward()
     optimizer.step()
     assert next(iter(optimizer.state.values()))["step"].item() == 3
+
+
+def test_pretrain_named_arms_several_eval_sets_and_a_cached_overlap_check(shards, wiki_docs, articles, tmp_path, monkeypatch, capsys):
+    (tmp_path / "wiki.txt").write_text("\n\n".join(wiki_docs[-12:]), encoding="utf-8")
+    second = wiki_docs[-20:-12] + [articles[2]]  # the article is training text of the arm `articles`
+    (tmp_path / "second.jsonl").write_text("".join(json.dumps({"text": d}) + "\n" for d in second))
+    out = tmp_path / "out"
+    part0, part1 = resolve_paths([shards["wiki"]])
+    argv = ["pretrain", "--arm", f"wiki0={part0}", "--arm", f"wiki1={part1}", "--arm", f"articles={shards['articles']}",
+            "--arm", f"copy={shards['wiki']}/part-0.parquet", "--eval", str(tmp_path / "wiki.txt"),
+            "--eval", f"other={tmp_path / 'second.jsonl'}", "--tokens", "3k", "--seeds", "2", "--size", "tiny",
+            "--seq-len", "64", "--batch-size", "4", "--out", str(out), "--device", "cpu"]
+    assert model_cli_main(argv) == 0
+    report = json.loads((out / "report.json").read_text())
+
+    assert list(report["arms"]) == ["wiki0", "wiki1", "articles", "copy"] and report["reference_arm"] == "wiki0"
+    assert {name: (e["docs_scored"], e["docs_dropped"]) for name, e in report["evals"].items()} == {"wiki": (12, 0), "other": (8, 1)}
+    reference = report["arms"]["wiki0"]
+    assert reference["delta"] is None and all(e["delta"] is None for e in reference["evals"].values())
+    for name in ("wiki1", "articles"):
+        arm = report["arms"][name]
+        for eval_name in ("wiki", "other"):
+            diffs = [run["evals"][eval_name]["bpb"] - ref["evals"][eval_name]["bpb"] for run, ref in zip(arm["runs"], reference["runs"])]
+            delta = arm["evals"][eval_name]["delta"]
+            assert delta["vs"] == "wiki0" and delta["seeds"] == 2
+            assert delta["bpb"] == pytest.approx(np.mean(diffs))
+            assert delta["bpb_se"] == pytest.approx(np.std(diffs, ddof=1) / math.sqrt(2))
+            assert delta["significant"] == (abs(delta["bpb"]) > 2 * delta["bpb_se"])
+            assert delta["relative"] == pytest.approx(delta["bpb"] / reference["evals"][eval_name]["mean"]["bpb"])
+        assert arm["mean"]["bpb"] == arm["evals"]["wiki"]["mean"]["bpb"]  # the first eval set is the headline
+        assert arm["epochs"] == pytest.approx(12 * 4 * 64 / arm["tokens_per_epoch"])
+    # the same text under another name: its runs are the reference's, not trained again
+    assert report["arms"]["copy"]["reused_from"] == "wiki0" and report["arms"]["copy"]["runs"] == reference["runs"]
+    assert report["arms"]["copy"]["delta"]["bpb"] == 0 and not (out / "copy").exists()
+    page = (out / "report.html").read_text()
+    assert page.count("<svg") == 2 and "copy (= wiki0)" in page and "other bpb" in page
+
+    # a re-run reads the overlap check from the cache and skips every run
+    from refinery.model import compare as compare_module
+
+    def no_scan(*args, **kwargs):
+        raise AssertionError("training text scanned again")
+
+    monkeypatch.setattr(compare_module, "seen_ngrams", no_scan)
+    capsys.readouterr()
+    assert model_cli_main(argv) == 0
+    assert capsys.readouterr().out.count("finished before: skipped") == 6
+    assert json.loads((out / "report.json").read_text())["arms"] == report["arms"]
