@@ -67,7 +67,7 @@ def compare(
     runs_dir: Path | None = None,
     log: Callable[[str], None] = lambda line: print(line, flush=True),
 ) -> dict:
-    """Train and score every arm and seed; the report (see report_json in the CLI docs)."""
+    """Train and score every arm and seed; returns the report (report.json's content)."""
     config = config.resolved()
     runs_dir = runs_dir or out
     arm_files = {name: resolve_paths(specs) for name, specs in arms.items()}
@@ -100,18 +100,16 @@ def compare(
     reused_from = {}
     for arm in arms:
         reused_from[arm] = first_with.setdefault(texts[arm].content_hash, arm)
+        if reused_from[arm] != arm:
+            log(f"[{arm}] training text identical to {reused_from[arm]}'s: its runs are reused")
     runs: dict[str, list[dict]] = {arm: [] for arm in arms}
     for seed in seeds:  # arms interleaved, so an interrupted sweep still has comparable sets
         for arm in arms:
             if reused_from[arm] != arm:
                 runs[arm].append(next(r for r in runs[reused_from[arm]] if r["seed"] == seed))
                 continue
-            run = _run(arm, seed, arm_files[arm], replace(config, seed=seed), scored, eval_info,
-                                   runs_dir / arm / f"seed{seed}", log)
-            runs[arm].append(run)
-    for arm, source in reused_from.items():
-        if source != arm:
-            log(f"[{arm}] training text identical to {source}'s: its runs are reused")
+            runs[arm].append(_run(arm, seed, arm_files[arm], replace(config, seed=seed), scored, eval_info,
+                                  runs_dir / arm / f"seed{seed}", log))
 
     reference = next(iter(arms))
     report = {

@@ -10,17 +10,25 @@ import sys
 from refinery.config import ConfigError, load_config
 
 
+def _load_config(path: str, overrides: dict):
+    """The validated config with its input, or None after saying on stderr what is wrong."""
+    try:
+        cfg = load_config(path, overrides)
+    except ConfigError as e:
+        print(f"refinery: {e}", file=sys.stderr)
+        return None
+    if not cfg.input:
+        print(f"refinery: {path} names no input: pass --input PATH_OR_GLOB", file=sys.stderr)
+        return None
+    return cfg
+
+
 def _run(args: argparse.Namespace) -> int:
     overrides = {"input": args.input, "output": args.output, "limit": args.limit, "workers": args.workers}
     if args.write_removed:
         overrides["write_removed"] = True
-    try:
-        cfg = load_config(args.config, overrides)
-    except ConfigError as e:
-        print(f"refinery: {e}", file=sys.stderr)
-        return 2
-    if not cfg.input:
-        print(f"refinery: {args.config} names no input: pass --input PATH_OR_GLOB", file=sys.stderr)
+    cfg = _load_config(args.config, overrides)
+    if cfg is None:
         return 2
     from refinery import pipeline
     from refinery.io.sources import InputError
@@ -43,13 +51,8 @@ def _ablate(args: argparse.Namespace) -> int:
     from refinery.model.report import render_markdown
 
     overrides = {"input": args.input, "workers": args.workers, "output": str(args.out)}
-    try:
-        cfg = load_config(args.config, overrides)
-    except ConfigError as e:
-        print(f"refinery: {e}", file=sys.stderr)
-        return 2
-    if not cfg.input:
-        print(f"refinery: {args.config} names no input: pass --input PATH_OR_GLOB", file=sys.stderr)
+    cfg = _load_config(args.config, overrides)
+    if cfg is None:
         return 2
     config, evals = training_config(args), eval_sets(args.eval)
     args.out.mkdir(parents=True, exist_ok=True)
