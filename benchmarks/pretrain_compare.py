@@ -54,6 +54,8 @@ def main() -> int:
     parser.add_argument("--tokens", default="3M", help="training tokens per arm per seed (default: 3M)")
     parser.add_argument("--seeds", default="2", help="seeds, as `refinery pretrain --seeds` takes them (default: 2)")
     parser.add_argument("--device", default="cpu", choices=["auto", "cpu", "cuda"], help="default: cpu")
+    parser.add_argument("--compile", action=argparse.BooleanOptionalAction, default=None,
+                        help="torch.compile the model (default: `refinery pretrain`'s, on CUDA only)")
     parser.add_argument("--rerun", action="store_true",
                         help="redo the pipeline runs (--overwrite) and the pretrain runs even if they are done")
     args = parser.parse_args()
@@ -62,7 +64,7 @@ def main() -> int:
     work.mkdir(parents=True, exist_ok=True)
     reproduce = " ".join(["python", "benchmarks/pretrain_compare.py", "--work", shlex.quote(str(args.work)),
                           "--size", args.size, "--tokens", args.tokens, "--seeds", shlex.quote(args.seeds),
-                          *(["--device", args.device] if args.device != "cpu" else [])])
+                          *(["--device", args.device] if args.device != "cpu" else []), *_compile_flag(args.compile)])
     print(f"reproduce: (cd {shlex.quote(str(ROOT))} && {reproduce})", flush=True)
     refinery = _refinery_executable()
     timings: dict[str, float] = {}
@@ -98,7 +100,7 @@ def main() -> int:
     command = [refinery, "pretrain", "--shards", _rel(work / "refined" / "shards"),
                "--baseline", _rel(work / "baseline" / "shards"), "--eval", _rel(eval_path),
                "--tokens", args.tokens, "--seeds", args.seeds, "--size", args.size,
-               "--device", args.device, "--out", _rel(pretrain_out)]
+               "--device", args.device, "--out", _rel(pretrain_out), *_compile_flag(args.compile)]
     timings["pretrain_s"] = _call(command, "refinery pretrain")
 
     # 4. report
@@ -125,6 +127,10 @@ def main() -> int:
     print(f"outputs: {pretrain_out}/ (report.json, report.md, report.html), {work / 'summary.json'}")
     print(f"reproduce: (cd {shlex.quote(str(ROOT))} && {reproduce})")
     return 0
+
+
+def _compile_flag(compile: bool | None) -> list[str]:
+    return [] if compile is None else ["--compile" if compile else "--no-compile"]
 
 
 def _arm_size(out: Path) -> dict:
