@@ -117,7 +117,8 @@ def render_html(report: dict) -> str:
              svg(bpb_figure(report), "Held-out bits per byte per arm: each dot a seed, the bar the mean ± one standard deviation "
                                      "over seeds (lower is better). Arms in order, as in an ablation's cumulative steps."),
              "<h2>Training loss</h2>",
-             svg(loss_figure(report), "Training loss vs tokens seen, one line per run (seeds of an arm share its colour).")]
+             svg(loss_figure(report), "Training loss vs tokens seen, one line per run (seeds of an arm share its colour; "
+                                      "an arm that reuses another's runs is not drawn again).")]
     evals = list(report["evals"])
     runs = [[arm, run["seed"], f"{run['tokens_seen']:,}", *(f"{run['evals'][n]['bpb']:.4f}" for n in evals),
              "" if run["train_tokens_per_s"] is None else f"{run['train_tokens_per_s']:,.0f}"]
@@ -158,6 +159,8 @@ def loss_figure(report: dict):
     ax = figure.add_subplot()
     colours = [f"C{i}" for i in range(10)]
     for i, (arm, summary) in enumerate(report["arms"].items()):
+        if summary["reused_from"]:
+            continue  # the same curves as the arm it reuses
         for j, run in enumerate(summary["runs"]):
             tokens, losses = _thin([point[0] for point in run["loss_curve"]], [point[1] for point in run["loss_curve"]])
             ax.plot(tokens, losses, color=colours[i % 10], lw=1, alpha=0.8, label=arm if j == 0 else None)
