@@ -15,8 +15,11 @@ import re
 import sys
 from pathlib import Path
 
+import torch
+
 from .compare import EvalSet, compare
-from .gpt import SIZES
+from .gpt import GPT, SIZES, config_for
+from .tokenizer import ByteTokenizer
 from .report import render_html, render_markdown
 from .train import TrainConfig, resolve_device
 
@@ -89,7 +92,10 @@ def add_training_options(parser: argparse.ArgumentParser, default_size: str | No
 
 
 def _params(size: str) -> str:
-    return {"tiny": "0.14M parameters", "mini": "0.50M", "small": "32M", "gpt2-86m": "86M"}.get(size, "?")
+    """`0.14M parameters`, counted on a shapes-only (meta) model."""
+    with torch.device("meta"):
+        params = GPT(config_for(size, ByteTokenizer.vocab_size)).num_params()
+    return f"{params / 1e6:.2g}M parameters"
 
 
 def training_config(args: argparse.Namespace) -> TrainConfig:
