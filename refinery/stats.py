@@ -22,7 +22,9 @@ into the run's funnel (RefinedWeb figure 2), `stats.json` and the printed table.
     (its own figure2_percent is null): `extract` compares with 96.31, `language` with 47.51.
 - `kept` ({docs, words, chars}), `languages` (documents by identified language), `errors`
   (unreadable records: source, offset, reason). The pipeline adds `dedup` (per dedup stage:
-  removed, cluster sizes), `inputs` and `seconds` (per phase).
+  removed, cluster sizes), `inputs`, `failed_inputs` (inputs finished with --accept-failed-inputs:
+  path, error, and where reading stopped; the rest of each is one `read:network_failed` record)
+  and `seconds` (per phase).
 
 Words a text-modifying stage strikes do not show in a row's final n_words: each such stage
 records them on the row (`struck`, refinery.schema), `batch_counts` sums them per stage and the
