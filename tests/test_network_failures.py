@@ -385,7 +385,8 @@ def outage_runs(damaged_body, tmp_path_factory):
             left = sorted(str(f.relative_to(tmp / "failed")) for f in (tmp / "failed").rglob("*") if f.is_file())
             http_outage.down = s3_outage.down = False
             shutil.copytree(tmp / "failed", tmp / "accepted")
-            failed_inputs = json.loads((tmp / "failed" / "_failed_inputs.json").read_text())
+            listed = tmp / "failed" / "_failed_inputs.json"
+            failed_inputs = json.loads(listed.read_text()) if listed.exists() else None  # (the tests say why not)
             with ThreadPoolExecutor(2) as pool:
                 accepted = pool.submit(run, "accepted", "--accept-failed-inputs")
                 resumed = pool.submit(run, "failed").result()
@@ -402,7 +403,7 @@ def outage_runs(damaged_body, tmp_path_factory):
 
 def test_an_outage_past_the_retries_stops_the_run_with_exit_3_naming_the_inputs(outage_runs):
     proc, remote = outage_runs["failed"], outage_runs["remote"]
-    assert proc.returncode == 3, proc.stderr[-3000:]
+    assert proc.returncode == 3, proc.stderr[-5000:]
     assert all(path in proc.stderr for path in remote) and "--accept-failed-inputs" in proc.stderr
     listed = outage_runs["failed_inputs"]
     assert [f["path"] for f in listed] == remote
@@ -435,6 +436,7 @@ def test_the_rerun_after_the_outage_reads_on_and_gives_the_documents_of_a_clean_
     assert [s["removed"] for s in stats["stages"]] == [{k: 3 * v for k, v in s["removed"].items()} for s in want["stages"]]
     assert stats["failed_inputs"] == [] and not (out / "_failed_inputs.json").exists()
     # read on with ranged reads from where each stream failed, not from byte 0
+    assert outage_runs["failed_inputs"] is not None, outage_runs["failed"].stderr[-3000:]
     (http_from, s3_from) = (f["read_on_from"]["offset"] for f in outage_runs["failed_inputs"])
     second = outage_runs["second_phase"]
     bodies = [(s, n) for s, status, n in second["http"] if n > 1]  # (listing asks for one byte)
@@ -448,6 +450,7 @@ def test_accept_failed_inputs_finishes_the_run_counting_the_failures(outage_runs
     assert proc.returncode == 0, proc.stderr[-3000:]
     stats = json.loads((out / "stats.json").read_text())
     listed = outage_runs["failed_inputs"]
+    assert listed is not None, outage_runs["failed"].stderr[-3000:]
     assert stats["not_documents"]["read:network_failed"] == 2  # one row per failed input: the rest of it
     assert stats["records_read"] == sum(f["records_committed"] for f in listed) + 2 + RECORDS + 1  # + the local input
     assert stats["documents"] + sum(stats["not_documents"].values()) == stats["records_read"]
