@@ -15,7 +15,7 @@ REFINEDWEB_FUNNEL = {
     "gopher_quality": 30.15,
     "line_corrections": 23.34,
     "minhash": 14.50,  # fuzzy dedup
-    "exact_dedup": 11.67,
+    "substring_dedup": 11.67,  # the paper's "exact dedup": repeated spans struck (% of tokens, not documents)
 }
 KEPT = "kept"
 
@@ -86,7 +86,8 @@ def funnel(counts: dict, stage_names: list[str]) -> dict:
                 "stage": name,
                 "docs_in": docs_in,
                 "docs_out": alive_docs,
-                "removed": {r: v[0] for r, v in sorted(removed.items(), key=lambda kv: -kv[1][0])},
+                # documents removed by reason (a reason with no documents only struck words: substring dedup)
+                "removed": {r: v[0] for r, v in sorted(removed.items(), key=lambda kv: -kv[1][0]) if v[0]},
                 "words_out": alive_words,
                 "chars_out": alive_chars,
                 "percent_of_documents": round(100 * alive_docs / documents, 2) if documents else 0.0,
@@ -122,6 +123,9 @@ def format_table(stats: dict) -> str:
         for reason, n in s["removed"].items():
             lines.append(f"    {reason:<44}{n:>8,}")
     for stage, d in stats.get("dedup", {}).items():
+        if "tokens_struck" in d:
+            lines.append(f"{stage}: {d['tokens_struck']:,} tokens struck in {d['documents_touched']:,} documents, {d['removed']:,} left too short")
+            continue
         sizes = ", ".join(f"{n} of size {size}" for size, n in d["cluster_sizes"].items()) or "none"
         lines.append(f"{stage} clusters: {sizes}")
     k = stats["kept"]
