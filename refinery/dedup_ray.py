@@ -18,6 +18,7 @@ slot, not by the corpus.
 from __future__ import annotations
 
 import logging
+import time
 from collections import defaultdict
 
 import numpy as np
@@ -140,6 +141,7 @@ def dedup_phase(cfg: RunConfig, out: Output, inputs: list[str], words: int | Non
     removed = {"doc": [np.empty(0, np.int64)], "kept": [np.empty(0, np.int64)], "stage": [np.empty(0, np.int64)]}
     edits = None
     for i, p in enumerate(cfg.dedup):
+        started = time.monotonic()
         excluded = np.concatenate(removed["doc"])
         group_of = scopes.group_of(p.scope)
         if not files:
@@ -154,7 +156,7 @@ def dedup_phase(cfg: RunConfig, out: Output, inputs: list[str], words: int | Non
         removed["doc"].append(doc)
         removed["kept"].append(kept)
         removed["stage"].append(np.full(len(doc), i, dtype=np.int64))
-        info[p.stage] = stage_info | scopes.describe(p.scope)
+        info[p.stage] = stage_info | scopes.describe(p.scope) | {"seconds": round(time.monotonic() - started, 2)}
     doc = np.concatenate(removed["doc"])
     order = np.argsort(doc)
     plan = {
@@ -170,8 +172,7 @@ def dedup_phase(cfg: RunConfig, out: Output, inputs: list[str], words: int | Non
     final = final.map_batches(mark_duplicates, batch_format="pyarrow", fn_kwargs={"plan": ray.put(plan), "keep_removed_text": cfg.write_removed})
     final = final.map_batches(dedup_outcomes, batch_format="pyarrow", fn_kwargs={"output": out.uri, "write_removed": cfg.write_removed, "grouping": grouping})
     final.write_parquet(out.path(STAGING_DIR), filesystem=out.fs, min_rows_per_file=cfg.shard_rows, compression="zstd")
-    if edits:
-        out.delete(f"{BUCKETS_DIR}/{SUBSTRING}")
+    out.delete(BUCKETS_DIR)
     return summarize_groups(info, out.read_jsons(out.list_files(DEDUP_PARTS_DIR, ".json")))
 
 

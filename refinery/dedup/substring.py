@@ -50,7 +50,8 @@ from pydantic import Field
 
 from refinery.dedup._kernels import fmix64, xxh64
 from refinery.dedup.minhash import as_string_array, utf8_buffers
-from refinery.dedup.scope import Scope
+from refinery.dedup.clusters import doc_ids_from_strings
+from refinery.dedup.scope import Scope, groups
 from refinery.params import Params
 
 REASON_SHORT = "substring_dedup:too_few_words"  # the document is removed
@@ -527,6 +528,32 @@ def _cut_line(text: str, line_start: int, line_end: int, starts: np.ndarray, end
     if kept[-1][1] == len(struck):
         pieces.append(text[ends[-1] : line_end])  # trailing whitespace, when the line's end is kept
     return "".join(pieces)
+
+
+# ---------------------------------------------------------------- in one process
+
+
+def dedup_in_memory(slots: list[pa.Table], p: SubstringDedupParams, group_of: dict[str, int] | None = None) -> tuple[pa.Table, int]:
+    """The four passes in one process over tables of (id, text[, source]), each standing for a
+    slot of the Ray phase, with the same routing by partition and slot: (the edits, the
+    candidates rejected). For tests, and for a corpus that fits in memory."""
+    docs = [doc_ids_from_strings(t.column("id").to_pylist()) for t in slots]
+    sources = [t.column("source").to_pylist() if "source" in t.column_names else [""] * t.num_rows for t in slots]
+    rows = pa.concat_tables(
+        [WINDOW_SCHEMA.empty_table()] + [window_rows(t.column("text"), d, groups(src, group_of or {}), s, p) for s, (t, d, src) in enumerate(zip(slots, docs, sources))]
+    )
+    part = rows.column("part").to_numpy()
+    found = [candidates(rows.filter(pa.array(part == q)), p.keep) for q in np.unique(part)]
+    cand = pa.concat_tables([CANDIDATE_SCHEMA.empty_table()] + [c for c, _ in found])
+    req = pa.concat_tables([REQUEST_SCHEMA.empty_table()] + [r for _, r in found])
+    at = lambda table, column, s: table.filter(pa.array(table.column(column).to_numpy() == s))  # noqa: E731
+    runs = pa.concat_tables([RUN_SCHEMA.empty_table()] + [request_runs(t, d, at(req, "slot", s), p.min_tokens) for s, (t, d) in enumerate(zip(slots, docs))])
+    edits, rejected = [EDIT_SCHEMA.empty_table()], 0
+    for s, (t, d) in enumerate(zip(slots, docs)):
+        e, r = strike(t, d, at(cand, "slot", s), at(runs, "to_slot", s), p)
+        edits.append(e)
+        rejected += r
+    return pa.concat_tables(edits), rejected
 
 
 # ---------------------------------------------------------------- the rule in plain Python
