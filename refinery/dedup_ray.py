@@ -144,8 +144,9 @@ def dedup_phase(cfg: RunConfig, out: Output, inputs: list[str], words: int | Non
         started = time.monotonic()
         excluded = np.concatenate(removed["doc"])
         group_of = scopes.group_of(p.scope)
-        if not files:
-            doc, kept, stage_info = np.empty(0, np.int64), np.empty(0, np.int64), {"removed": 0}
+        if not slots:  # nothing was kept by the filter phase
+            doc = kept = np.empty(0, np.int64)
+            stage_info = {"removed": 0} | ({"documents_touched": 0, "tokens_struck": 0} if isinstance(p, SubstringDedupParams) else {"cluster_sizes": {}})
         elif isinstance(p, SubstringDedupParams):
             edits = f"{BUCKETS_DIR}/{p.stage}/edits"
             doc, stage_info = substring_dedup(p, out, slots, excluded, group_of, edits)
@@ -165,10 +166,10 @@ def dedup_phase(cfg: RunConfig, out: Output, inputs: list[str], words: int | Non
         "stage": np.concatenate(removed["stage"])[order],
         "stages": [p.stage for p in cfg.dedup],
     }
-    if cfg.write_removed and files:
+    if cfg.write_removed and slots:
         plan["kept_names"] = kept_doc_names(read_filtered(out, slots, ["id"]), plan["kept"])
     grouping = {p.stage: {"of": scopes.group_of(p.scope), "names": scopes.names(p.scope)} for p in cfg.dedup}
-    final = read_filtered(out, slots, edits=edits) if files else ray.data.from_arrow(SHARD.empty_table())
+    final = read_filtered(out, slots, edits=edits) if slots else ray.data.from_arrow(SHARD.empty_table())
     final = final.map_batches(mark_duplicates, batch_format="pyarrow", fn_kwargs={"plan": ray.put(plan), "keep_removed_text": cfg.write_removed})
     final = final.map_batches(dedup_outcomes, batch_format="pyarrow", fn_kwargs={"output": out.uri, "write_removed": cfg.write_removed, "grouping": grouping})
     final.write_parquet(out.path(STAGING_DIR), filesystem=out.fs, min_rows_per_file=cfg.shard_rows, compression="zstd")

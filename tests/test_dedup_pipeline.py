@@ -337,3 +337,75 @@ def test_substring_dedup_on_ray_strikes_what_brute_force_finds_within_each_part(
     assert words_struck > 0
     assert stage["exact_dedup"]["words_out"] - stage["substring_dedup"]["words_out"] == words_struck
     assert stage["substring_dedup"]["removed"] == {}
+
+
+def test_crawl_ids_come_from_the_path_then_the_warcinfo_record(data_dir):
+    from refinery.dedup.scope import NO_CRAWL, crawl_from_path, crawl_ids
+
+    samples = data_dir / "warc-samples"
+    assert crawl_from_path("s3://commoncrawl/crawl-data/CC-MAIN-2024-10/segments/1/warc/CC-MAIN-20240220211055-20240221001055-00000.warc.gz") == "CC-MAIN-2024-10"
+    assert crawl_from_path("/data/CC-MAIN-20240220211055-20240221001055-00000.warc.gz") is None  # a WARC's timestamp, not a crawl
+    found = crawl_ids([str(p) for p in (
+        samples / "common-crawl" / "CC-MAIN-2024-22-whirlwind.warc.gz",
+        samples / "archive-crawls" / "BL-20140325121225068-data.gov.uk.warc.gz",  # isPartOf: daily-0900
+        samples / "archive-crawls" / "dolma-wget-sample-0000.warc.gz",  # wget writes no isPartOf
+    )])
+    assert list(found.values()) == ["CC-MAIN-2024-22", "daily-0900", NO_CRAWL]
+    # the whirlwind file's warcinfo says the same as its name
+    from refinery.dedup.scope import crawl_from_warcinfo
+
+    assert crawl_from_warcinfo(str(samples / "common-crawl" / "CC-MAIN-2024-22-whirlwind.warc.gz")) == "CC-MAIN-2024-22"
+
+
+def test_parts_are_dealt_by_file_name_whatever_the_mirror():
+    from refinery.dedup.scope import AUTO_PART_WORDS, Scopes, PartsScope, auto_parts, part_of
+
+    name = "CC-MAIN-20240220211055-20240221001055-00042.warc.gz"
+    mirrors = [f"/mnt/cc/{name}", f"s3://commoncrawl/crawl-data/CC-MAIN-2024-10/segments/x/warc/{name}", f"https://data.commoncrawl.org/x/{name}"]
+    assert len({part_of(m, 100) for m in mirrors}) == 1
+    names = [f"CC-MAIN-2024-10/warc/file-{i:05d}.warc.gz" for i in range(4000)]
+    counts = np.bincount([part_of(n, 8) for n in names], minlength=8)
+    assert counts.min() > 400  # ~1/8 of the files each
+    assert auto_parts(0, 10) == 1 and auto_parts(3 * AUTO_PART_WORDS, 10) == 3 and auto_parts(500 * AUTO_PART_WORDS, 10) == 10
+    scopes = Scopes(names[:50], [PartsScope(parts="auto")], words=2 * AUTO_PART_WORDS + 1, crawls=False)
+    assert scopes.parts == 3 and scopes.names(PartsScope(parts="auto")) == ["part-0000", "part-0001", "part-0002"]
+
+
+def test_minhash_buckets_of_two_scope_groups_never_meet(data_dir):
+    from refinery.dedup.minhash import MinHashParams
+
+    text = articles(data_dir, 1)[0]
+    table = pa.table({"id": ["x", "y"], "text": [text, text], "source": ["crawl-a.warc.gz", "crawl-b.warc.gz"]})
+    p = MinHashParams(bands=20, rows=5)
+    for group_of, removed in [({"crawl-a.warc.gz": 0, "crawl-b.warc.gz": 1}, 0), ({"crawl-a.warc.gz": 0, "crawl-b.warc.gz": 0}, 1)]:
+        rows = bucket_rows(table, p, np.empty(0, np.int64), group_of)
+        edges = partition_edges(rows)
+        assert edges.num_rows == removed
+
+
+def test_url_dedup_ranks_part_then_crawl_then_date_then_id():
+    from refinery.dedup.clusters import doc_ids_from_strings
+
+    def winner(rows, order_of):
+        table = pa.table({k: [r[k] for r in rows] for k in ("id", "url", "date", "source")})
+        removed, kept, _ = _dedup_scoped(UrlDedupParams(), table, order_of)
+        names = dict(zip(doc_ids_from_strings([r["id"] for r in rows]).tolist(), [r["id"] for r in rows]))
+        return {names[k] for k in kept.tolist()}
+
+    url = "https://a.example/x"
+    rows = [
+        {"id": "p1-new", "url": url, "date": "2024-01-01T00:00:00Z", "source": "p1"},
+        {"id": "p0-new", "url": url, "date": "2024-06-01T00:00:00Z", "source": "p0"},
+    ]
+    assert winner(rows, {"p0": 0, "p1": 1}) == {"p0-new"}  # the lowest part, though its copy is newer
+    assert winner(rows, {"p0": 1, "p1": 0}) == {"p1-new"}
+    assert winner(rows, {"p0": 0, "p1": 0}) == {"p1-new"}  # same part and crawl: the oldest date
+    same = [dict(r, date="2024-01-01T00:00:00Z") for r in rows]
+    smallest = min(doc_ids_from_strings(["p1-new", "p0-new"]).tolist())
+    assert winner(same, {"p0": 0, "p1": 0}) == {dict(zip(doc_ids_from_strings(["p1-new", "p0-new"]).tolist(), ["p1-new", "p0-new"]))[smallest]}
+
+
+def _dedup_scoped(p, table, order_of):
+    rows = bucket_rows(table, p, np.empty(0, np.int64), None, order_of)
+    edges = partition_edges(rows)
+    return removals(p, np.stack([edges.column("doc").to_numpy(), edges.column("kept").to_numpy()], axis=1))

@@ -78,7 +78,7 @@ def crawl_from_warcinfo(path: str) -> str | None:
                 if i + 1 >= _PEEK_RECORDS:
                     break
     except Exception as e:  # an unreadable file is the filter phase's to count; here it has no crawl
-        log.warning("%s: no crawl id (%s: %s)", path, type(e).__name__, e)
+        log.info("%s: no crawl id (%s: %s)", path, type(e).__name__, e)
     return None
 
 
