@@ -211,9 +211,21 @@ _BASE = np.uint64(0x9E3779B97F4A7C15)  # odd: the polynomial keeps every token's
 
 
 @njit(cache=True)
-def _window_hashes(data, offsets, bs, be, counts, m):
-    """Hash of every window of m consecutive tokens of every text: a polynomial of the tokens'
-    xxh64 mod 2^64, rolled one token at a time, finished with fmix64. Returns (hash, text
+def _token_hashes(data, offsets, bs, be, counts):
+    """xxh64 of every token's UTF-8 bytes, text after text."""
+    out = np.empty(len(bs), dtype=np.uint64)
+    k = 0
+    for t in range(len(counts)):
+        for _ in range(counts[t]):
+            out[k] = xxh64(data, offsets[t] + bs[k], offsets[t] + be[k])
+            k += 1
+    return out
+
+
+@njit(cache=True)
+def _window_hashes(tokens, counts, m):
+    """Hash of every window of m consecutive tokens of every text: a polynomial of the token
+    hashes mod 2^64, rolled one token at a time, finished with fmix64. Returns (hash, text
     index, token offset) per window."""
     total = 0
     for t in range(len(counts)):
@@ -224,7 +236,6 @@ def _window_hashes(data, offsets, bs, be, counts, m):
     top = np.uint64(1)
     for _ in range(m - 1):
         top = top * _BASE
-    ring = np.empty(m, dtype=np.uint64)
     k = 0
     first = 0
     for t in range(len(counts)):
@@ -232,11 +243,9 @@ def _window_hashes(data, offsets, bs, be, counts, m):
         if c >= m:
             h = np.uint64(0)
             for j in range(c):
-                token = xxh64(data, offsets[t] + bs[first + j], offsets[t] + be[first + j])
                 if j >= m:
-                    h = h - ring[j % m] * top
-                h = h * _BASE + token
-                ring[j % m] = token
+                    h = h - tokens[first + j - m] * top
+                h = h * _BASE + tokens[first + j]
                 if j >= m - 1:
                     hashes[k] = fmix64(h)
                     text[k] = t
@@ -246,10 +255,15 @@ def _window_hashes(data, offsets, bs, be, counts, m):
     return hashes, text, pos
 
 
+def token_hashes(texts: pa.Array) -> tuple[np.ndarray, np.ndarray]:
+    """(xxh64 of every token, each text's token count)."""
+    data, offsets, bs, be, _, _, counts = tokenize(texts)
+    return _token_hashes(data, offsets, bs, be, counts), counts
+
+
 def window_hashes(texts: pa.Array, min_tokens: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(hash, row in `texts`, token offset) of every window of `min_tokens` tokens."""
-    data, offsets, bs, be, _, _, counts = tokenize(texts)
-    return _window_hashes(data, offsets, bs, be, counts, min_tokens)
+    return _window_hashes(*token_hashes(texts), min_tokens)
 
 
 def window_rows(texts: pa.Array, docs: np.ndarray, groups: np.ndarray, slot: int, p: SubstringDedupParams) -> pa.Table:
@@ -559,21 +573,25 @@ def dedup_in_memory(slots: list[pa.Table], p: SubstringDedupParams, group_of: di
 # ---------------------------------------------------------------- the rule in plain Python
 
 
-def reference_struck(texts: list[str], doc_ids: list[int], groups: list[int], p: SubstringDedupParams) -> list[np.ndarray]:
+def reference_struck(texts: list[str], doc_ids: list[int], groups: list[int], p: SubstringDedupParams, passes: int = 1) -> list[np.ndarray]:
     """The struck tokens of each text by the rule itself: every window of `min_tokens` tokens
     compared with every other through a dict of token tuples (exact comparison, no hashing of
     our own), copies ordered by (doc id, offset). What the tests and the benchmark hold the
-    pipeline to; O(corpus) memory, so for test-sized corpora only."""
+    pipeline to. The dict holds every window: `passes` > 1 takes the windows in that many
+    groups (by Python's hash of the tuple), for 1/passes of the memory."""
     m = p.min_tokens
     tokens = [[t[a:b] for a, b in token_spans(t)] for t in texts]
-    copies: dict[tuple, list[tuple[int, int, int]]] = {}
-    for i, words in enumerate(tokens):
-        for pos in range(len(words) - m + 1):
-            copies.setdefault((groups[i], tuple(words[pos : pos + m])), []).append((doc_ids[i], pos, i))
     struck = [np.zeros(len(w), dtype=bool) for w in tokens]
-    for where in copies.values():
-        if len(where) > 1:
-            where.sort()
-            for _, pos, i in where if p.keep == "none" else where[1:]:
-                struck[i][pos : pos + m] = True
+    for k in range(passes):
+        copies: dict[tuple, list[tuple[int, int, int]]] = {}
+        for i, words in enumerate(tokens):
+            for pos in range(len(words) - m + 1):
+                window = (groups[i], tuple(words[pos : pos + m]))
+                if passes == 1 or hash(window) % passes == k:
+                    copies.setdefault(window, []).append((doc_ids[i], pos, i))
+        for where in copies.values():
+            if len(where) > 1:
+                where.sort()
+                for _, pos, i in where if p.keep == "none" else where[1:]:
+                    struck[i][pos : pos + m] = True
     return struck
