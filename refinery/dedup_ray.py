@@ -18,7 +18,6 @@ slot, not by the corpus.
 from __future__ import annotations
 
 import logging
-import time
 from collections import defaultdict
 
 import numpy as np
@@ -141,7 +140,6 @@ def dedup_phase(cfg: RunConfig, out: Output, inputs: list[str], words: int | Non
     removed = {"doc": [np.empty(0, np.int64)], "kept": [np.empty(0, np.int64)], "stage": [np.empty(0, np.int64)]}
     edits = None
     for i, p in enumerate(cfg.dedup):
-        started = time.monotonic()
         excluded = np.concatenate(removed["doc"])
         group_of = scopes.group_of(p.scope)
         if not slots:  # nothing was kept by the filter phase
@@ -157,7 +155,7 @@ def dedup_phase(cfg: RunConfig, out: Output, inputs: list[str], words: int | Non
         removed["doc"].append(doc)
         removed["kept"].append(kept)
         removed["stage"].append(np.full(len(doc), i, dtype=np.int64))
-        info[p.stage] = stage_info | scopes.describe(p.scope) | {"seconds": round(time.monotonic() - started, 2)}
+        info[p.stage] = stage_info | scopes.describe(p.scope)
     doc = np.concatenate(removed["doc"])
     order = np.argsort(doc)
     plan = {
