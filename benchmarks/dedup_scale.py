@@ -195,18 +195,51 @@ def _jaccards(originals: list[str], copies: list[str], ngram: int) -> np.ndarray
     )
 
 
-def build_corpus(folder: Path, n_docs: int, dup_fraction: float, pool: list[str], seed: int) -> None:
-    """Filtered shards under folder/out/_filtered and the planted truth in folder/truth.npz."""
+def _span_texts(n_docs: int, pool: list[str], vocabulary: list[str], rng: random.Random) -> list[str]:
+    """The `spans` corpus, for substring dedup: originals as above with one word in every 10-20
+    replaced at random, so that two documents drawing the same passage share no 38-word span (the
+    passage pool has ~834k words, so at 10k documents every passage is drawn ~5 times); then planted
+    repeats: 30% of the documents get a 38-150-word span of another document as a paragraph, 5%
+    repeat one of their own paragraphs, 20% end with one of five ~45-word boilerplate footers."""
+    texts = []
+    for _ in range(n_docs):
+        paragraphs = []
+        for paragraph in _original(pool, rng).split("\n\n"):
+            words = paragraph.split(" ")
+            i = rng.randrange(10)
+            while i < len(words):
+                words[i] = rng.choice(vocabulary)
+                i += rng.randint(10, 20)
+            paragraphs.append(words)
+        texts.append(paragraphs)
+    footers = [BOILERPLATE[i] + " " + BOILERPLATE[(i + 1) % len(BOILERPLATE)] for i in range(len(BOILERPLATE))]
+    for d in range(n_docs):
+        if rng.random() < 0.3:
+            source = [w for p in texts[rng.randrange(n_docs)] for w in p]
+            n = rng.randint(38, 150)
+            at = rng.randrange(max(len(source) - n, 1))
+            texts[d].insert(rng.randrange(len(texts[d]) + 1), source[at : at + n])
+        if rng.random() < 0.05:
+            texts[d].append(list(rng.choice(texts[d])))
+        if rng.random() < 0.2:
+            texts[d].append(rng.choice(footers).split(" "))
+    return ["\n\n".join(" ".join(p) for p in paragraphs) for paragraphs in texts]
+
+
+def build_corpus(folder: Path, n_docs: int, dup_fraction: float, pool: list[str], seed: int, kind: str = "near") -> None:
+    """Filtered shards under folder/out/_filtered and the planted truth in folder/truth.npz.
+    `kind`: `near` (originals and their near-duplicate copies, for MinHash) or `spans`
+    (`_span_texts`, for substring dedup; `dup_fraction` unused)."""
     marker = folder / "corpus.json"
-    spec = {"version": CORPUS_VERSION, "docs": n_docs, "dup_fraction": dup_fraction, "seed": seed, "pool": len(pool)}
+    spec = {"version": CORPUS_VERSION, "docs": n_docs, "dup_fraction": dup_fraction, "seed": seed, "pool": len(pool), "kind": kind}
     if marker.exists() and json.loads(marker.read_text()) == spec:
         return
     started = time.monotonic()
     rng = random.Random(seed * 1_000_003 + n_docs)
     vocabulary = sorted({w for p in pool[:2000] for w in p.split()})
-    n_copies = round(n_docs * dup_fraction)
+    n_copies = 0 if kind == "spans" else round(n_docs * dup_fraction)
     n_originals = n_docs - n_copies
-    originals = [_original(pool, rng) for _ in range(n_originals)]
+    originals = _span_texts(n_docs, pool, vocabulary, rng) if kind == "spans" else [_original(pool, rng) for _ in range(n_originals)]
     # Copies pick their original among the first n_copies // 2 originals: ~2 copies per family.
     parent = np.array([rng.randrange(max(n_copies // 2, 1)) for _ in range(n_copies)], dtype=np.int64)
     copies = [_copy(originals[p], vocabulary, rng) for p in parent]
@@ -646,6 +679,8 @@ def main() -> None:
     ap.add_argument("--partitions", type=int, default=None, help="the stage's shuffle partitions; default: cc.yaml's (64)")
     ap.add_argument("--workers", type=int, default=2)
     ap.add_argument("--dup-fraction", type=float, default=0.3)
+    ap.add_argument("--corpus", choices=("near", "spans"), default=None,
+                    help="near: near-duplicate copies (MinHash's); spans: planted repeated spans (default for substring_dedup)")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--work", default="out/dedup-scale")
     ap.add_argument("--reference-docs", type=int, default=10_000, help="substring_dedup: brute-force check up to this many docs")
@@ -654,6 +689,7 @@ def main() -> None:
     ap.add_argument("--measure", help=argparse.SUPPRESS)  # internal: one run in a fresh process
     ap.add_argument("--sa-child", help=argparse.SUPPRESS)  # internal: one suffix-array comparison run
     args = ap.parse_args()
+    args.corpus = args.corpus or ("spans" if args.stage == "substring_dedup" or args.compare_suffix_array else "near")
     if args.measure:
         folder = Path(args.measure)
         result = measure(folder, args.bands, args.rows, args.hash_bits, args.workers, args.trace_driver, args.partitions, args.stage)
@@ -671,18 +707,18 @@ def main() -> None:
     sizes = [int(x) for x in (args.compare_suffix_array or args.docs).split(",")]
     pool = None
     for n in sizes:
-        folder = _folder(work, n, args.dup_fraction)
+        folder = _folder(work, n, args.dup_fraction, args.corpus)
         if pool is None and not _corpus_ready(folder, n, args):
             pool = passage_pool(work, args.workers)
             print(f"passage pool: {len(pool):,} passages, {sum(len(p.split()) for p in pool):,} words", flush=True)
         if pool is not None:
-            build_corpus(folder, n, args.dup_fraction, pool, args.seed)
+            build_corpus(folder, n, args.dup_fraction, pool, args.seed, args.corpus)
     pool = None
     if args.compare_suffix_array:
         print("\n| docs | tokens | method | seconds | peak RSS MB | tokens struck |\n| ---: | ---: | --- | ---: | ---: | ---: |")
         for n in sizes:
             for method in ("hash", "suffix_array"):
-                child = subprocess.run([sys.executable, __file__, "--sa-child", f"{_folder(work, n, args.dup_fraction)}:{method}"],
+                child = subprocess.run([sys.executable, __file__, "--sa-child", f"{_folder(work, n, args.dup_fraction, args.corpus)}:{method}"],
                                        check=True, capture_output=True, text=True)
                 r = json.loads(child.stdout.strip().splitlines()[-1])
                 print(f"| {n:,} | {r['tokens']:,} | {method} | {r['seconds']:.1f} | {r['peak_rss_mb']:.0f} | {r['tokens_struck']:,} |", flush=True)
@@ -690,7 +726,7 @@ def main() -> None:
         return
     rows = []
     for n in sizes:
-        folder = _folder(work, n, args.dup_fraction)
+        folder = _folder(work, n, args.dup_fraction, args.corpus)
         cmd = [sys.executable, __file__, "--measure", str(folder), "--bands", str(args.bands), "--rows", str(args.rows),
                "--workers", str(args.workers), "--stage", args.stage] + (["--hash-bits", str(args.hash_bits)] if args.hash_bits else []) \
             + (["--trace-driver"] if args.trace_driver else []) + (["--partitions", str(args.partitions)] if args.partitions else [])
@@ -706,7 +742,9 @@ def main() -> None:
     report(rows) if args.stage == "minhash" else report_substring(rows)
 
 
-def _folder(work: Path, n: int, dup_fraction: float) -> Path:
+def _folder(work: Path, n: int, dup_fraction: float, kind: str = "near") -> Path:
+    if kind == "spans":
+        return work / f"docs-{n}-spans"
     return work / (f"docs-{n}" if dup_fraction == 0.3 else f"docs-{n}-dup{dup_fraction:g}")
 
 
@@ -716,7 +754,7 @@ def _corpus_ready(folder: Path, n: int, args) -> bool:
         return False
     spec = json.loads(marker.read_text())
     return spec.get("version") == CORPUS_VERSION and spec.get("docs") == n and spec.get("dup_fraction") == args.dup_fraction \
-        and spec.get("seed") == args.seed
+        and spec.get("seed") == args.seed and spec.get("kind", "near") == args.corpus
 
 
 if __name__ == "__main__":

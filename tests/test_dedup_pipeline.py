@@ -17,12 +17,13 @@ from refinery.dedup.minhash import shingles
 from refinery.dedup.phase import ExactDedupParams, UrlDedupParams, bucket_rows, partition_edges, removals
 from conftest import run_cli
 
-CONFIG = """
+FILTER = """
 stages:
   - stage: extract
     favor_precision: false
   - stage: language
-dedup:
+"""
+CONFIG = FILTER + """dedup:
   - stage: minhash
   - stage: exact_dedup
   - stage: url_dedup
@@ -148,11 +149,9 @@ def test_kept_set_does_not_depend_on_workers_or_input_order(planted, run_ab):
     assert ids_a == ids_b and ids_a
 
 
-def _dedup(p, table):
-    rows = bucket_rows(table, p, excluded=pa.array([], pa.int64()).to_numpy())
+def _dedup(p, table, order_of=None):
+    rows = bucket_rows(table, p, np.empty(0, np.int64), None, order_of)
     edges = partition_edges(rows)
-    import numpy as np
-
     return removals(p, np.stack([edges.column("doc").to_numpy(), edges.column("kept").to_numpy()], axis=1))
 
 
@@ -185,12 +184,7 @@ def test_url_dedup_keeps_first_or_latest_crawl(keep, winner):
 
 # ---------------------------------------------------------------- scopes, substring dedup and URL dedup on Ray
 
-SCOPED_CONFIG = """
-stages:
-  - stage: extract
-    favor_precision: false
-  - stage: language
-dedup:
+SCOPED_CONFIG = FILTER + """dedup:
   - stage: minhash
     scope: crawl
   - stage: exact_dedup
@@ -388,7 +382,7 @@ def test_url_dedup_ranks_part_then_crawl_then_date_then_id():
 
     def winner(rows, order_of):
         table = pa.table({k: [r[k] for r in rows] for k in ("id", "url", "date", "source")})
-        removed, kept, _ = _dedup_scoped(UrlDedupParams(), table, order_of)
+        removed, kept, _ = _dedup(UrlDedupParams(), table, order_of)
         names = dict(zip(doc_ids_from_strings([r["id"] for r in rows]).tolist(), [r["id"] for r in rows]))
         return {names[k] for k in kept.tolist()}
 
@@ -404,8 +398,3 @@ def test_url_dedup_ranks_part_then_crawl_then_date_then_id():
     smallest = min(doc_ids_from_strings(["p1-new", "p0-new"]).tolist())
     assert winner(same, {"p0": 0, "p1": 0}) == {dict(zip(doc_ids_from_strings(["p1-new", "p0-new"]).tolist(), ["p1-new", "p0-new"]))[smallest]}
 
-
-def _dedup_scoped(p, table, order_of):
-    rows = bucket_rows(table, p, np.empty(0, np.int64), None, order_of)
-    edges = partition_edges(rows)
-    return removals(p, np.stack([edges.column("doc").to_numpy(), edges.column("kept").to_numpy()], axis=1))
