@@ -252,7 +252,6 @@ def substring_dedup(p: SubstringDedupParams, out: Output, slots: list[list[str]]
     for sub in ("candidates", "runs"):
         out.delete(f"{folder}/{sub}")
     dropped = np.concatenate([np.asarray(d, dtype=np.int64) for d in results.column("dropped").to_pylist()] or [np.empty(0, np.int64)])
-    total = lambda t, c: int(pc.sum(t.column(c)).as_py() or 0)  # noqa: E731
     return np.sort(dropped), {
         "removed": int(len(dropped)),
         "windows": sum(total(t, "windows") for t in written),
@@ -263,6 +262,10 @@ def substring_dedup(p: SubstringDedupParams, out: Output, slots: list[list[str]]
         "min_tokens": p.min_tokens,
         "keep": p.keep,
     }
+
+
+def total(table: pa.Table, column: str) -> int:
+    return int(pc.sum(table.column(column)).as_py() or 0)
 
 
 def write_windows(batch: pa.Table, p: SubstringDedupParams, output: str, folder: str, excluded: np.ndarray, group_of: dict) -> pa.Table:
@@ -341,7 +344,7 @@ def strike_slot(batch: pa.Table, p: SubstringDedupParams, output: str, folder: s
     return pa.table(
         {
             "dropped": [dropped.tolist()], "rejected": [rejected], "touched": [edits.num_rows],
-            "tokens_struck": [int(pc.sum(edits.column("tokens_struck")).as_py() or 0)],
+            "tokens_struck": [total(edits, "tokens_struck")],
         },
         schema=pa.schema([("dropped", pa.list_(pa.int64())), ("rejected", pa.int64()), ("touched", pa.int64()), ("tokens_struck", pa.int64())]),
     )

@@ -560,14 +560,17 @@ def dedup_in_memory(slots: list[pa.Table], p: SubstringDedupParams, group_of: di
     found = [candidates(rows.filter(pa.array(part == q)), p.keep) for q in np.unique(part)]
     cand = pa.concat_tables([CANDIDATE_SCHEMA.empty_table()] + [c for c, _ in found])
     req = pa.concat_tables([REQUEST_SCHEMA.empty_table()] + [r for _, r in found])
-    at = lambda table, column, s: table.filter(pa.array(table.column(column).to_numpy() == s))  # noqa: E731
-    runs = pa.concat_tables([RUN_SCHEMA.empty_table()] + [request_runs(t, d, at(req, "slot", s), p.min_tokens) for s, (t, d) in enumerate(zip(slots, docs))])
+    runs = pa.concat_tables([RUN_SCHEMA.empty_table()] + [request_runs(t, d, _where(req, "slot", s), p.min_tokens) for s, (t, d) in enumerate(zip(slots, docs))])
     edits, rejected = [EDIT_SCHEMA.empty_table()], 0
     for s, (t, d) in enumerate(zip(slots, docs)):
-        e, r = strike(t, d, at(cand, "slot", s), at(runs, "to_slot", s), p)
+        e, r = strike(t, d, _where(cand, "slot", s), _where(runs, "to_slot", s), p)
         edits.append(e)
         rejected += r
     return pa.concat_tables(edits), rejected
+
+
+def _where(table: pa.Table, column: str, value: int) -> pa.Table:
+    return table.filter(pa.array(table.column(column).to_numpy() == value))
 
 
 # ---------------------------------------------------------------- the rule in plain Python
