@@ -478,7 +478,8 @@ def group_counts(batch: pa.Table, grouping: dict) -> dict:
 
 def summarize_groups(info: dict, parts: list[dict]) -> dict:
     """stats.json's dedup section: each stage's own figures plus, under `groups`, the documents
-    in and removed per scope group (summed over the final pass's parts)."""
+    in and removed per scope group, and for substring dedup the words and characters struck
+    from the documents it kept (summed over the final pass's parts)."""
     totals: dict = defaultdict(lambda: defaultdict(lambda: [0, 0]))
     for part in parts:
         for stage, by_group in part.get("dedup_groups", {}).items():
@@ -487,6 +488,9 @@ def summarize_groups(info: dict, parts: list[dict]) -> dict:
                 totals[stage][group][1] += n_out
     for stage, stage_info in info.items():
         stage_info["groups"] = {g: {"docs_in": v[0], "removed": v[1]} for g, v in sorted(totals[stage].items())}
+    if SUBSTRING in info:  # the words and chars struck from the documents that stay
+        struck = [p["outcomes"].get(f"{SUBSTRING}|{REASON_STRUCK}", [0, 0, 0]) for p in parts]
+        info[SUBSTRING]["words_struck"], info[SUBSTRING]["chars_struck"] = (sum(x[i] for x in struck) for i in (1, 2))
     return info
 
 
