@@ -426,6 +426,7 @@ def strike(batch: pa.Table, docs: np.ndarray, cand: pa.Table, runs: pa.Table, p:
     row, first, count, own_base = tok.row[order], tok.first[order], tok.count[order], tok.byte_base[order]
 
     # each candidate's partner run: the run of the partner document that holds the partner window
+    runs = runs.filter(pa.array(np.isin(runs.column("doc").to_numpy(), o_doc)))  # this batch's partners only
     rdata, roffsets, rbs, rbe, rcs, _, rcounts = tokenize(runs.column("text"))
     r_doc, r_start = runs.column("doc").to_numpy(), runs.column("start").to_numpy().astype(np.int64)
     r = _find_runs(r_doc, r_start, o_doc, o_pos)
