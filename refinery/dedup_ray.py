@@ -437,8 +437,8 @@ def dedup_outcomes(batch: pa.Table, output: str, write_removed: bool, grouping: 
         touched = pc.is_valid(batch.column("_spans"))
         left = pc.and_(touched, pc.not_equal(pc.fill_null(batch.column("removed_by"), ""), SUBSTRING))
         struck = [int(pc.sum(batch.column(c).filter(left)).as_py() or 0) for c in ("_words_struck", "_chars_struck")]
-        if any(struck):  # words struck from documents that stay: the funnel's words drop by them here
-            counts["outcomes"][f"{SUBSTRING}|{REASON_STRUCK}"] = [0, *struck]
+        if any(struck):  # struck from documents that stay: the funnel subtracts them at this stage
+            counts["struck"][SUBSTRING] = struck
         if write_removed and pc.any(touched).as_py():
             out.write_parquet(f"removed/{SUBSTRING}/{name}.parquet", substring_removed_rows(batch.filter(touched)))
         batch = batch.drop_columns(["_original_text", "_spans", "_tokens_struck", "_words_struck", "_chars_struck"])
@@ -489,8 +489,8 @@ def summarize_groups(info: dict, parts: list[dict]) -> dict:
     for stage, stage_info in info.items():
         stage_info["groups"] = {g: {"docs_in": v[0], "removed": v[1]} for g, v in sorted(totals[stage].items())}
     if SUBSTRING in info:  # the words and chars struck from the documents that stay
-        struck = [p["outcomes"].get(f"{SUBSTRING}|{REASON_STRUCK}", [0, 0, 0]) for p in parts]
-        info[SUBSTRING]["words_struck"], info[SUBSTRING]["chars_struck"] = (sum(x[i] for x in struck) for i in (1, 2))
+        struck = [p.get("struck", {}).get(SUBSTRING, [0, 0]) for p in parts]
+        info[SUBSTRING]["words_struck"], info[SUBSTRING]["chars_struck"] = (sum(x[i] for x in struck) for i in (0, 1))
     return info
 
 
