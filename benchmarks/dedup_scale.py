@@ -16,7 +16,7 @@ of at most `--reference-docs` documents). It measures:
   max simultaneous sum, with the anonymous part again (RSS counts the object-store pages a
   worker touched, so sums double-count shared memory); /dev/shm growth = object store use;
 - when each stage's edges reached the driver, how many, and the union-find time (by wrapping
-  `pipeline.removals`); with --trace-driver, tracemalloc's view of the driver's Python heap;
+  `dedup_ray.removals`); with --trace-driver, tracemalloc's view of the driver's Python heap;
 - the documents removed against the planted near-duplicates.
 psutil is Ray's vendored copy (on the path once `ray` is imported).
 
