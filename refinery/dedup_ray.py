@@ -373,6 +373,7 @@ def apply_edits(table: pa.Table, edits: pa.Table) -> pa.Table:
         "_original_text": pc.if_else(pa.array(hit), table.column("text"), none.cast(pa.large_string())),
         "_spans": pick("spans", none.cast(EDIT_SCHEMA.field("spans").type), pa.array(hit)),
         "_tokens_struck": pick("tokens_struck", none.cast(pa.int64()), pa.array(hit)),
+        "_detail": pick("detail", none.cast(pa.string()), pa.array(hit)),
         "_words_struck": pc.subtract(n_words, new_words),
         "_chars_struck": pc.subtract(n_chars, new_chars),
     }
@@ -441,7 +442,7 @@ def dedup_outcomes(batch: pa.Table, output: str, write_removed: bool, grouping: 
             counts["struck"][SUBSTRING] = struck
         if write_removed and pc.any(touched).as_py():
             out.write_parquet(f"removed/{SUBSTRING}/{name}.parquet", substring_removed_rows(batch.filter(touched)))
-        batch = batch.drop_columns(["_original_text", "_spans", "_tokens_struck", "_words_struck", "_chars_struck"])
+        batch = batch.drop_columns(["_original_text", "_spans", "_tokens_struck", "_detail", "_words_struck", "_chars_struck"])
     counts["dedup_groups"] = group_counts(batch, grouping)
     return write_outcomes(out, name, batch, write_removed, DEDUP_PARTS_DIR, counts=counts, removed_elsewhere=frozenset({SUBSTRING}))
 
@@ -452,13 +453,14 @@ def substring_removed_rows(rows: pa.Table) -> pa.Table:
     text before striking, the struck spans (character offsets into that text) and, per span,
     one other place the span's first window occurs (document id and offset)."""
     dropped = pc.equal(pc.fill_null(rows.column("removed_by"), ""), SUBSTRING)
-    columns = {c: rows.column(c) for c in REMOVED_COLUMNS}
-    columns["removed_by"] = pa.array([SUBSTRING] * rows.num_rows, pa.string())
-    columns["reason"] = pc.if_else(dropped, REASONS[SUBSTRING], REASON_STRUCK)
-    columns["text"] = rows.column("_original_text")
-    columns["tokens_struck"] = rows.column("_tokens_struck")
-    columns["spans"] = rows.column("_spans")
-    return pa.table(columns)
+    columns = {c: rows.column(c) for c in ("id", "url", "source", "source_offset")} | {
+        "removed_by": pa.array([SUBSTRING] * rows.num_rows, pa.string()),
+        "reason": pc.if_else(dropped, REASONS[SUBSTRING], REASON_STRUCK),
+        "reason_detail": rows.column("_detail"),  # e.g. "93 tokens struck in 1 spans, 471 words left"
+        "text": rows.column("_original_text"),
+    }
+    assert list(columns) == REMOVED_COLUMNS  # the columns every removed/<stage>/ file starts with
+    return pa.table(columns | {"tokens_struck": rows.column("_tokens_struck"), "spans": rows.column("_spans")})
 
 
 def group_counts(batch: pa.Table, grouping: dict) -> dict:

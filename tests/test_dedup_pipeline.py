@@ -311,6 +311,8 @@ def test_substring_dedup_on_ray_strikes_what_brute_force_finds_within_each_part(
     info = stats["dedup"]["substring_dedup"]
     assert info["tokens_struck"] == sum(int(m.sum()) for m in want) == sum(r["tokens_struck"] for r in rows)
     assert info["documents_touched"] == len(rows) == 5 and info["rejected_candidates"] == 0
+    assert all(r["reason_detail"] == f"{r['tokens_struck']} tokens struck in {len(r['spans'])} spans, "
+               f"{len(r['text'].split()) - sum(len(s['text'].split()) for s in r['spans'])} words left" for r in rows)
     # each span's other place holds its first window (38 tokens)
     everything = dict(zip(ids, texts))
 

@@ -81,7 +81,7 @@ SPAN_TYPE = pa.struct([("start", pa.int64()), ("end", pa.int64()), ("text", pa.s
 EDIT_SCHEMA = pa.schema(
     [
         ("doc", pa.int64()), ("text", pa.large_string()), ("n_words", pa.int64()), ("n_chars", pa.int64()),
-        ("tokens_struck", pa.int64()), ("dropped", pa.bool_()), ("spans", pa.list_(SPAN_TYPE)),
+        ("tokens_struck", pa.int64()), ("dropped", pa.bool_()), ("spans", pa.list_(SPAN_TYPE)), ("detail", pa.string()),
     ]
 )
 
@@ -469,7 +469,8 @@ def strike(batch: pa.Table, docs: np.ndarray, cand: pa.Table, runs: pa.Table, p:
             start, end = int(cs[a]), int(ce[b - 1])
             spans.append({"start": start, "end": end, "text": text[start:end], "other_id": other_id, "other_start": other_start})
         dropped = n_words < p.min_words
-        values = (int(ids[k]), None if dropped else new, n_words, len(new), int(mask.sum()), dropped, spans)
+        detail = f"{int(mask.sum())} tokens struck in {len(spans)} spans, {n_words} words left" + (f" < {p.min_words}" if dropped else "")
+        values = (int(ids[k]), None if dropped else new, n_words, len(new), int(mask.sum()), dropped, spans, detail)
         for name, value in zip(EDIT_SCHEMA.names, values):
             out[name].append(value)
     return pa.table(out, schema=EDIT_SCHEMA), rejected
