@@ -24,10 +24,10 @@ from refinery.dedup.clusters import doc_ids_from_strings
 from refinery.dedup.phase import EDGE_SCHEMA, REASONS, UrlDedupParams, bucket_rows, partition_edges, removals
 from refinery.crash_guard import ATTEMPTS_DIR, guarded
 from refinery.resume import (
-    COMPLETE, FILTERED_DIR, INPUTS_DIR, PARTS_DIR, RESUME, STAGING_DIR,
+    COMPLETE, FILTERED_DIR, INPUTS_DIR, PARTS_DIR, REMOVED_LINES_DIR, RESUME, STAGING_DIR,
     as_ranges, discard_unfinished, inputs_to_do, open_run, part_name,
 )
-from refinery.schema import REMOVED_COLUMNS, SHARD, SHARD_COLUMNS, ids_hash
+from refinery.schema import REMOVED_COLUMNS, REMOVED_LINES, SHARD, SHARD_COLUMNS, ids_hash
 from refinery.stages import apply_stage
 from refinery.stats import KEPT, batch_counts, format_table, funnel, merge_counts
 
@@ -107,11 +107,23 @@ def write_outcomes(out: Output, name: str, batch: pa.Table, write_removed: bool,
         for stage in set(removed_by.to_pylist()) - {None}:
             rows = batch.filter(pc.equal(removed_by, stage)).select(columns)
             out.write_parquet(f"removed/{stage}/{name}.parquet", rows)
+        if "removed_lines" in batch.column_names:
+            lines = removed_lines(batch)
+            for stage in pc.unique(lines.column("stage")).to_pylist():
+                out.write_parquet(f"{REMOVED_LINES_DIR}/{stage}/{name}.parquet", lines.filter(pc.equal(lines.column("stage"), stage)))
     kept = batch.filter(pc.is_null(removed_by)).select(SHARD_COLUMNS)
     if extra is not None and kept.num_rows:
         out.write_parquet(f"{FILTERED_DIR}/{name}.parquet", kept)
     out.write_json(f"{parts_dir}/{name}.json", batch_counts(batch) | (extra or {}))
     return kept
+
+
+def removed_lines(batch: pa.Table) -> pa.Table:
+    """One row per line a text-modifying stage removed (REMOVED_LINES), from the rows' lists."""
+    lists = batch.column("removed_lines").combine_chunks()
+    owner = batch.select(["id", "url", "source", "source_offset"]).take(pc.list_parent_indices(lists))
+    flat = pc.list_flatten(lists)
+    return pa.Table.from_arrays(owner.columns + flat.flatten(), schema=REMOVED_LINES)
 
 
 def commit_parts(batch: pa.Table, output: str, names: dict[str, str], write_removed: bool) -> pa.Table:
@@ -157,7 +169,6 @@ def run(cfg: RunConfig, overwrite: bool = False) -> dict:
 def final_pass(cfg: RunConfig, out: Output, files: list[str], seconds: dict) -> dict:
     """After the filter phase: dedup (if configured) or compaction, the shards, stats.json."""
     counts = merge_counts(out.read_jsons(out.list_files(PARTS_DIR, ".json")))
-    stage_names = [s.stage for s in cfg.stages]
     dedup_info = {}
     started = time.monotonic()
     if cfg.dedup:
@@ -165,12 +176,11 @@ def final_pass(cfg: RunConfig, out: Output, files: list[str], seconds: dict) -> 
         seconds["dedup_phase"] = round(time.monotonic() - started, 2)
         dedup_counts = merge_counts(out.read_jsons(out.list_files(DEDUP_PARTS_DIR, ".json")))
         counts = replace_kept(counts, dedup_counts)
-        stage_names += [p.stage for p in cfg.dedup]
     else:
         compact(cfg, out)
         seconds["compaction"] = round(time.monotonic() - started, 2)
     publish_shards(out)
-    stats = funnel(counts, stage_names)
+    stats = funnel(counts, [s.stage for s in cfg.stages], [p.stage for p in cfg.dedup])
     stats["dedup"] = dedup_info
     stats["inputs"] = files
     stats["seconds"] = seconds
@@ -459,6 +469,7 @@ def replace_kept(filter_counts: dict, dedup_counts: dict) -> dict:
     the dedup phase's outcomes, so the funnel continues through dedup."""
     merged = dict(filter_counts)
     merged["outcomes"] = {k: v for k, v in filter_counts["outcomes"].items() if k != KEPT} | dedup_counts["outcomes"]
+    merged["struck"] = filter_counts["struck"] | dedup_counts["struck"]  # each phase strikes in its own stages
     return merged
 
 
