@@ -470,6 +470,8 @@ def replace_kept(filter_counts: dict, dedup_counts: dict) -> dict:
     merged = dict(filter_counts)
     merged["outcomes"] = {k: v for k, v in filter_counts["outcomes"].items() if k != KEPT} | dedup_counts["outcomes"]
     merged["struck"] = filter_counts["struck"] | dedup_counts["struck"]  # each phase strikes in its own stages
+    merged["words_hist"] = {k: v for k, v in filter_counts["words_hist"].items() if k != KEPT} | dedup_counts["words_hist"]
+    merged["kept_domains"] = dedup_counts["kept_domains"]
     return merged
 
 
