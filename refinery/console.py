@@ -129,6 +129,16 @@ def input_bytes(paths: list[str]) -> int | None:
     return total
 
 
+def _size(stream) -> tuple[int, int]:
+    """The terminal's columns and lines (100 x 24 where it says 0, as a bare pseudo-terminal
+    does: tqdm draws nothing on a terminal of 0 lines)."""
+    try:
+        size = os.get_terminal_size(stream.fileno())
+    except (OSError, ValueError):
+        return 100, 24
+    return size.columns or 100, size.lines or 24
+
+
 def _duration(seconds: float) -> str:
     seconds = int(seconds)
     return f"{seconds // 3600}:{seconds // 60 % 60:02d}:{seconds % 60:02d}" if seconds >= 3600 else f"{seconds // 60}:{seconds % 60:02d}"
@@ -149,7 +159,8 @@ class Progress:
         self.phase, self.total_bytes, self.total_records, self.counting = phase, total_bytes, total_records, counting
         self.stream = stream or sys.stderr
         self.records = self.kept = self.bytes = 0
-        self.first_bytes: int | None = None
+        self.first_bytes: int | None = None  # where the inputs stood at the first update, and when
+        self.first_at = 0.0
         self.started = time.monotonic()
         self.interval = interval
         self.next_line = self.started + interval[0]
@@ -159,10 +170,13 @@ class Progress:
         if self.tty:
             from tqdm import tqdm
 
-            self.bar = tqdm(total=self.total_bytes or self.total_records, desc=phase, file=self.stream, leave=False,
-                            unit="B" if self.total_bytes else "rec", unit_scale=True, dynamic_ncols=True,
-                            bar_format="{desc} {percentage:3.0f}%|{bar:20}| {n_fmt}/{total_fmt} [{elapsed}<{remaining}] {postfix}"
-                            if (self.total_bytes or self.total_records) else "{desc} [{elapsed}] {postfix}")
+            columns, lines = _size(self.stream)
+            total = self.total_records or self.total_bytes
+            unit = " records" if self.total_records else "B"
+            bar_format = (f"{{desc}} {{percentage:3.0f}}%|{{bar:16}}| {{n_fmt}}/{{total_fmt}}{unit} [{{elapsed}}<{{remaining}}{{postfix}}]"
+                          if total else "{desc} [{elapsed}{postfix}]")
+            self.bar = tqdm(total=total, desc=phase, file=self.stream, leave=False, unit_scale=not self.total_records, ncols=columns, nrows=lines,
+                            bar_format=bar_format)
         self.stop = threading.Event()
         self.ticker = threading.Thread(target=self._tick, daemon=True)
         self.ticker.start()
@@ -173,7 +187,8 @@ class Progress:
             self.records += records
             self.kept += kept
             if position is not None:
-                self.first_bytes = position if self.first_bytes is None else self.first_bytes
+                if self.first_bytes is None:
+                    self.first_bytes, self.first_at = position, time.monotonic()
                 self.bytes = max(self.bytes, position)
             self._show()
 
@@ -183,20 +198,18 @@ class Progress:
 
     def _fraction(self) -> tuple[float | None, float | None]:
         """How far the phase is (0-1) and the seconds left, when its size is known."""
-        elapsed = time.monotonic() - self.started
         if self.total_records:
-            done, total, start = self.records, self.total_records, 0
+            done, total, start, since = self.records, self.total_records, 0, self.started
         elif self.total_bytes and self.first_bytes is not None:
-            done, total, start = self.bytes, self.total_bytes, self.first_bytes
+            done, total, start, since = self.bytes, self.total_bytes, self.first_bytes, self.first_at
         else:
             return None, None
+        elapsed = time.monotonic() - since
         fraction = min(1.0, done / total) if total else 1.0
         speed = (done - start) / elapsed if elapsed > 0 else 0
         return fraction, ((total - done) / speed if speed > 0 else None)
 
     def _counts(self) -> str:
-        if not self.counting:
-            return ""
         return f"{self.records:,} records read, {self.kept:,} documents kept, {self._rate():,.0f} docs/s"
 
     def line(self) -> str:
@@ -211,7 +224,8 @@ class Progress:
         now = time.monotonic()
         if self.bar is not None:
             self.bar.n = self.records if self.total_records or not self.total_bytes else self.bytes
-            self.bar.set_postfix_str(self._counts(), refresh=False)
+            if self.counting:
+                self.bar.set_postfix_str(f"{self.records:,} read, {self.kept:,} kept, {self._rate():,.0f} docs/s", refresh=False)
             self.bar.refresh()
         elif now >= self.next_line:
             print(self.line(), file=self.stream, flush=True)

@@ -22,7 +22,9 @@ from refinery.io.sources import list_inputs, open_input
 from refinery.io.storage import Output
 from refinery.io.warc import ReadParams, read_warc
 from refinery.dedup.clusters import doc_ids_from_strings
+from refinery.dedup.minhash import MinHashParams
 from refinery.dedup.phase import EDGE_SCHEMA, REASONS, UrlDedupParams, bucket_rows, partition_edges, removals
+from refinery.dedup.similarity import JACCARD, cluster_jaccards, member_shingles
 from refinery.crash_guard import ATTEMPTS_DIR, guarded
 from refinery.resume import (
     COMPLETE, FILTERED_DIR, INPUTS_DIR, PARTS_DIR, REMOVED_LINES_DIR, RESUME, STAGING_DIR,
@@ -351,7 +353,7 @@ def dedup_phase(cfg: RunConfig, out: Output) -> dict:
 
     files = out.list_files(FILTERED_DIR, ".parquet")
     info: dict = {}
-    removed = {"doc": [np.empty(0, np.int64)], "kept": [np.empty(0, np.int64)], "stage": []}
+    removed = {"doc": [np.empty(0, np.int64)], "kept": [np.empty(0, np.int64)], "stage": [], "jaccard": [np.empty(0)]}
     if files:
         for p in cfg.dedup:
             columns = ["id", "url", "date"] if isinstance(p, UrlDedupParams) else ["id", "text"]
@@ -374,6 +376,8 @@ def dedup_phase(cfg: RunConfig, out: Output) -> dict:
             removed["doc"].append(doc)
             removed["kept"].append(kept)
             removed["stage"].append(np.full(len(doc), len(info), dtype=np.int64))
+            with_jaccard = cfg.write_removed and isinstance(p, MinHashParams) and len(doc)
+            removed["jaccard"].append(jaccard_pass(out, files, p, doc, kept) if with_jaccard else np.full(len(doc), np.nan))
             info[p.stage] = {"removed": int(len(doc)), "cluster_sizes": {str(k): v for k, v in sorted(sizes.items())}}
         doc = np.concatenate(removed["doc"])
         order = np.argsort(doc)
@@ -381,7 +385,9 @@ def dedup_phase(cfg: RunConfig, out: Output) -> dict:
             "doc": doc[order],
             "kept": np.concatenate(removed["kept"])[order],
             "stage": np.concatenate(removed["stage"] or [np.empty(0, np.int64)])[order],
+            "jaccard": np.concatenate(removed["jaccard"])[order],
             "stages": [p.stage for p in cfg.dedup],
+            "ngrams": [getattr(p, "ngram", None) for p in cfg.dedup],
         }
         if cfg.write_removed:
             plan["kept_names"] = kept_doc_names(read_filtered(out, files, ["id"]), plan["kept"])
@@ -459,6 +465,53 @@ def reduce_buckets(batch: pa.Table, output: str, folder: str) -> pa.Table:
     return pa.concat_tables(edges)
 
 
+def jaccard_pass(out: Output, files: list[str], p: MinHashParams, doc: np.ndarray, kept: np.ndarray) -> np.ndarray:
+    """The Jaccard similarity of each removed `doc` with the `kept` document in its place
+    (refinery.dedup.similarity), through a shuffle of the cluster members' shingles."""
+    import ray
+    import ray.data
+
+    order = np.argsort(doc)
+    folder = f"{BUCKETS_DIR}/{p.stage}-jaccard"
+    members = {"removed": doc[order], "kept": kept[order]}
+    written = read_filtered(out, files, ["id", "text"]).map_batches(
+        write_member_shingles, batch_format="pyarrow", fn_kwargs={"p": p, "members": ray.put(members), "output": out.uri, "folder": folder}
+    )
+    for _ in written.iter_batches(batch_size=None):
+        pass
+    tasks = min(p.partitions, 4 * max(1, int(ray.cluster_resources().get("CPU", 1))))
+    found = ray.data.from_items([{"part": i} for i in range(p.partitions)], override_num_blocks=tasks).map_batches(
+        reduce_jaccards, batch_size=None, batch_format="pyarrow", fn_kwargs={"output": out.uri, "folder": folder}
+    )
+    similarity = dict(zip(*(np.concatenate([b[c] for b in found.iter_batches(batch_format="numpy")] or [np.empty(0)]) for c in ("doc", "jaccard"))))
+    out.delete(folder)
+    return np.array([similarity.get(int(d), np.nan) for d in doc])
+
+
+def write_member_shingles(batch: pa.Table, p: MinHashParams, members, output: str, folder: str) -> pa.Table:
+    """The map side of the Jaccard shuffle: a batch's cluster members, one file per partition."""
+    import ray
+
+    members = ray.get(members) if isinstance(members, ray.ObjectRef) else members
+    rows = member_shingles(batch, p, members["removed"], members["kept"], p.partitions)
+    out = Output(output)
+    name = ids_hash(batch)
+    for part in pc.unique(rows.column("part")).to_pylist():
+        out.write_parquet(f"{folder}/{part:05d}/{name}.parquet", rows.filter(pc.equal(rows.column("part"), part)))
+    return pa.table({"rows": [rows.num_rows]})
+
+
+def reduce_jaccards(batch: pa.Table, output: str, folder: str) -> pa.Table:
+    """The reduce side: each removed member's Jaccard similarity with its kept document."""
+    out = Output(output)
+    found = [JACCARD.empty_table()]
+    for part in batch.column("part").to_pylist():
+        files = [out.path(f) for f in out.list_files(f"{folder}/{part:05d}", ".parquet")]
+        if files:
+            found.append(cluster_jaccards(pa.concat_tables(pq.read_table(f, filesystem=out.fs) for f in files)))
+    return pa.concat_tables(found)
+
+
 def kept_doc_names(ids, kept: np.ndarray) -> dict[int, str]:
     """The string ids of the documents kept in duplicates' places (one small pass over ids),
     so removed rows can name what they duplicate."""
@@ -485,6 +538,8 @@ def mark_duplicates(batch: pa.Table, plan, keep_removed_text: bool) -> pa.Table:
     stages = [plan["stages"][plan["stage"][i]] if h else None for i, h in zip(pos, hit)]
     names = plan.get("kept_names", {})
     duplicate_of = [names.get(int(plan["kept"][i]), str(int(plan["kept"][i]))) if h else None for i, h in zip(pos, hit)]
+    detail = [f"jaccard {plan['jaccard'][i]:.3f} with the kept document (word {plan['ngrams'][plan['stage'][i]]}-gram shingles)"
+              if h and not np.isnan(plan["jaccard"][i]) else None for i, h in zip(pos, hit)]
     text = batch.column("text")
     if not keep_removed_text:
         text = pc.if_else(pa.array(hit), pa.scalar(None, text.type), text)
@@ -492,7 +547,7 @@ def mark_duplicates(batch: pa.Table, plan, keep_removed_text: bool) -> pa.Table:
         "record_type", pa.array(["response"] * batch.num_rows)
     ).append_column("removed_by", pa.array(stages, pa.string())).append_column(
         "reason", pa.array([REASONS[s] if s else None for s in stages], pa.string())
-    ).append_column("duplicate_of", pa.array(duplicate_of, pa.string()))
+    ).append_column("reason_detail", pa.array(detail, pa.string())).append_column("duplicate_of", pa.array(duplicate_of, pa.string()))
 
 
 def replace_kept(filter_counts: dict, dedup_counts: dict) -> dict:

@@ -1,0 +1,184 @@
+"""report.html as a reader sees it: a real headless Chromium (Debian's `chromium`, driven by
+Playwright) opens the report of a real `refinery run --write-removed` on crawl-sample; and
+`refinery report` / `refinery show` on that output, local and on S3 (moto)."""
+from __future__ import annotations
+
+import io
+import json
+import re
+import shutil
+
+import pyarrow.fs as pafs
+import pyarrow.parquet as pq
+import pytest
+
+from conftest import run_cli
+from refinery.report.browser import CHROMIUM
+from refinery.report.run import REPORT_FILE
+
+CHARTS = 7  # funnel, kept per stage, removals, languages, language scores, lengths, domains
+
+
+@pytest.fixture(scope="module")
+def page_facts(crawl_run, tmp_path_factory):
+    """What a browser saw of the crawl run's report: console errors, requests, the charts'
+    rendered sizes, the funnel table, the samples per reason, and a screenshot."""
+    pytest.importorskip("playwright", reason="playwright (the test extra) is not installed")
+    if not shutil.which(CHROMIUM):
+        pytest.fail(f"no Chromium at {CHROMIUM}: setup.sh installs Debian's chromium package")
+    from refinery.report.browser import chromium
+
+    out, _, _ = crawl_run
+    errors, requests = [], []
+    with chromium(1200, 900) as page:
+        page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
+        page.on("pageerror", lambda e: errors.append(str(e)))
+        page.on("request", lambda r: requests.append(r.url))
+        page.goto((out / REPORT_FILE).as_uri(), wait_until="load")
+        charts = page.evaluate("""[...document.querySelectorAll('figure svg')].map(s => {
+            const box = s.getBoundingClientRect();
+            return {width: box.width, height: box.height, marks: s.querySelectorAll('path, use, rect, text').length};
+        })""")
+        funnel = page.evaluate("""[...document.querySelectorAll('#funnel tbody tr')].map(
+            tr => [...tr.querySelectorAll('td')].map(td => td.textContent))""")
+        samples = page.evaluate("""Object.fromEntries([...document.querySelectorAll('.reason[data-reason]')].map(
+            d => [d.dataset.reason, {samples: d.querySelectorAll('.sample').length, struck: d.querySelectorAll('del').length,
+                                     panels: d.querySelectorAll('.side > div').length, text: d.textContent}]))""")
+        screenshot = page.screenshot(full_page=False)
+        (tmp_path_factory.mktemp("browser") / "report.png").write_bytes(screenshot)
+    return {"errors": errors, "requests": requests, "charts": charts, "funnel": funnel, "samples": samples, "screenshot": screenshot}
+
+
+def test_report_opens_offline_without_errors(crawl_run, page_facts):
+    out, _, _ = crawl_run
+    assert page_facts["errors"] == []
+    assert page_facts["requests"] and all(url.startswith("file://") for url in page_facts["requests"]), page_facts["requests"]
+    assert (out / REPORT_FILE).stat().st_size < 5_000_000
+
+
+def test_every_chart_is_drawn(page_facts):
+    charts = page_facts["charts"]
+    assert len(charts) == CHARTS
+    for chart in charts:
+        assert chart["width"] > 100 and chart["height"] > 100 and chart["marks"] > 10, chart
+
+
+def test_funnel_on_the_page_is_stats_json(crawl_run, page_facts):
+    _, _, stats = crawl_run
+
+    def cell(value, fmt=","):
+        return "-" if value is None else format(value, fmt)
+
+    expected = []
+    for s in stats["stages"]:
+        figure = "in language" if s["figure2_percent"] is None else f"{s['figure2_percent']:.2f} {s['figure2_measure']}"
+        expected.append([s["stage"], s["phase"], cell(s["docs_in"]), cell(s["docs_out"]), cell(s["percent_of_documents"], ".2f"),
+                         cell(s["words_out"]), cell(s["percent_of_words"], ".2f"), figure, cell(s["refinedweb_percent"], ".2f")])
+    assert page_facts["funnel"] == expected
+
+
+def test_samples_cover_every_reason_and_show_what_was_measured(crawl_run, page_facts):
+    out, _, stats = crawl_run
+    samples = page_facts["samples"]
+    reasons = {reason: n for s in stats["stages"] for reason, n in s["removed"].items()}
+    assert set(samples) == set(reasons)
+    for reason, n in reasons.items():
+        assert samples[reason]["samples"] == min(n, 3), reason
+    # each sample shows the measurement its removed row recorded
+    details = set(pq.read_table(out / "removed" / "gopher_quality", columns=["reason_detail"]).column(0).to_pylist())
+    shown = samples["gopher_quality:min_words"]["text"]
+    assert any(d in shown for d in details if d.startswith("words "))
+    # the document line corrections dropped is shown with the lines it removed struck through
+    assert samples["line_corrections:too_many_words_removed"]["struck"] >= 2
+    # a near-duplicate beside the document kept in its place, with their Jaccard similarity
+    near = samples["minhash:near_duplicate"]
+    assert near["panels"] == 2 and re.search(r"jaccard \d\.\d+", near["text"])
+
+
+def test_screenshot_is_not_blank(page_facts):
+    from PIL import Image, ImageStat
+
+    image = Image.open(io.BytesIO(page_facts["screenshot"])).convert("L")
+    assert image.size == (1200, 900)
+    dark = sum(image.histogram()[:200]) / (image.size[0] * image.size[1])
+    assert dark > 0.02 and ImageStat.Stat(image).stddev[0] > 10
+
+
+def test_report_rebuilds_the_same_page(crawl_run, tmp_path):
+    out, proc, _ = crawl_run
+    copy = tmp_path / "out"
+    shutil.copytree(out, copy)
+    (copy / REPORT_FILE).unlink()
+    rebuilt = run_cli("report", str(copy), timeout=300)
+    assert rebuilt.returncode == 0, rebuilt.stderr[-2000:]
+    assert str(copy / REPORT_FILE) in rebuilt.stdout
+    assert (copy / REPORT_FILE).read_text().replace(str(copy), "OUT") == (out / REPORT_FILE).read_text().replace(str(out), "OUT")
+    assert f"report: {out / REPORT_FILE}" in proc.stdout
+
+
+def test_show_prints_text_measurement_and_url(crawl_run):
+    out, _, stats = crawl_run
+    shown = run_cli("show", str(out), "--reason", "gopher_quality:min_words", "-n", "2", timeout=300)
+    assert shown.returncode == 0, shown.stderr
+    rows = {r["id"]: r for r in pq.read_table(out / "removed" / "gopher_quality").to_pylist() if r["reason"] == "gopher_quality:min_words"}
+    printed = re.findall(r"^--- \d\. gopher_quality:min_words  (.+)\n(\S+)  \((\S+)\)\n", shown.stdout, re.M)
+    assert len(printed) == min(2, len(rows))
+    for detail, url, doc_id in printed:
+        assert rows[doc_id]["reason_detail"] == detail and rows[doc_id]["url"] == url
+        assert rows[doc_id]["text"][:40] in shown.stdout
+    listing = run_cli("show", str(out), timeout=300)
+    assert listing.returncode == 0 and "gopher_quality:min_words" in listing.stdout
+    unknown = run_cli("show", str(out), "--reason", "gopher_quality:no_such_rule", timeout=300)
+    assert unknown.returncode == 2 and "gopher_quality:min_words" in unknown.stderr
+
+
+@pytest.fixture(scope="module")
+def s3_output(crawl_run):
+    """The crawl run's output copied to a bucket of a moto server on loopback."""
+    moto_server = pytest.importorskip("moto.server", reason="moto[server] (a test dependency) is not installed")
+    server = moto_server.ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    try:
+        host, port = server.get_host_and_port()
+        env = {"AWS_ENDPOINT_URL": f"http://{host}:{port}", "AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
+               "AWS_REGION": "us-east-1", "AWS_EC2_METADATA_DISABLED": "true", "no_proxy": "*", "NO_PROXY": "*"}
+        fs = pafs.S3FileSystem(endpoint_override=f"{host}:{port}", scheme="http", region="us-east-1", access_key="testing", secret_key="testing",
+                               allow_bucket_creation=True)
+        fs.create_dir("reports")
+        out, _, _ = crawl_run
+        for path in out.rglob("*"):
+            if path.is_file() and path.name != REPORT_FILE:
+                with fs.open_output_stream(f"reports/run/{path.relative_to(out)}") as f:
+                    f.write(path.read_bytes())
+        yield fs, env
+    finally:
+        server.stop()
+
+
+def test_report_and_show_read_an_output_on_s3(crawl_run, s3_output):
+    fs, env = s3_output
+    out, _, _ = crawl_run
+    built = run_cli("report", "s3://reports/run", env=env, timeout=300)
+    assert built.returncode == 0, built.stderr[-2000:]
+    assert "s3://reports/run/report.html" in built.stdout
+    with fs.open_input_stream("reports/run/report.html") as f:
+        page = f.read().decode()
+    assert page.replace("s3://reports/run", "OUT") == (out / REPORT_FILE).read_text().replace(str(out), "OUT")
+    shown = run_cli("show", "s3://reports/run", "--reason", "language:not_target", "-n", "1", env=env, timeout=300)
+    assert shown.returncode == 0 and "--- 1. language:not_target  language " in shown.stdout, shown.stderr
+
+
+def test_stats_json_holds_what_the_charts_draw(crawl_run):
+    """The distributions are counted by the pipeline (the report counts nothing): they agree
+    with the shards and the funnel."""
+    out, _, stats = crawl_run
+    dist = stats["distributions"]
+    assert sum(dist["words_per_document"]["kept"]) == stats["kept"]["docs"]
+    kept = pq.read_table(out / "shards", columns=["domain", "n_words"]).to_pylist()
+    by_domain: dict[str, int] = {}
+    for row in kept:
+        by_domain[row["domain"]] = by_domain.get(row["domain"], 0) + row["n_words"]
+    assert dist["kept_domains"]["max_error_words"] == 0
+    assert dist["kept_domains"]["words"] == dict(sorted(by_domain.items(), key=lambda kv: (-kv[1], kv[0]))[:100])
+    assert {lang: sum(h) for lang, h in dist["language_score"]["by_language"].items()} == stats["languages"]
+    json.dumps(dist)
