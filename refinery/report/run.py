@@ -66,6 +66,15 @@ def render(out: Output) -> str:
     return page("Refinery run report", body, CSS + SAMPLE_CSS)
 
 
+def _plain_ticks(axis) -> None:
+    """Tick labels of a log axis as plain numbers (1, 10, 100), not TeX-style powers of ten,
+    which matplotlib parses as mathtext: a third of a report's rendering time."""
+    from matplotlib.ticker import FuncFormatter, NullFormatter
+
+    axis.set_major_formatter(FuncFormatter(lambda value, _: f"{value:,.0f}"))
+    axis.set_minor_formatter(NullFormatter())
+
+
 def _num(value, fmt: str = ",") -> str:
     return "-" if value is None else format(value, fmt)
 
@@ -175,6 +184,7 @@ def removals_figure(stats: dict):
     ax.set_yticks(y, [reason for _, reason, _ in bars], fontsize=8)
     ax.invert_yaxis()
     ax.set_xscale("log")
+    _plain_ticks(ax.xaxis)
     if bars:
         ax.set_xlim(0.8, max(docs for _, _, docs in bars) * 3)
     else:
@@ -395,6 +405,7 @@ def scores_figure(scores: dict, config: dict):
     ax.set_xlabel("language score")
     ax.set_ylabel("documents")
     ax.set_yscale("symlog", linthresh=1)
+    _plain_ticks(ax.yaxis)
     ax.set_ylim(bottom=0)
     ax.legend(fontsize=8, ncol=2)
     ax.grid(alpha=0.3)
