@@ -364,12 +364,7 @@ def dedup_phase(cfg: RunConfig, out: Output) -> dict:
             )
             for _ in written.iter_batches(batch_size=None):
                 pass
-            # a few reduce tasks per CPU, each taking its partitions one after the other: one task
-            # per partition would cost more in scheduling than small partitions take to reduce
-            tasks = min(p.partitions, 4 * max(1, int(ray.cluster_resources().get("CPU", 1))))
-            edges = ray.data.from_items([{"part": i} for i in range(p.partitions)], override_num_blocks=tasks).map_batches(
-                reduce_buckets, batch_size=None, batch_format="pyarrow", fn_kwargs={"output": out.uri, "folder": folder}
-            )
+            edges = over_partitions(p.partitions, output=out.uri, folder=folder, reduce=partition_edges, schema=EDGE_SCHEMA)
             pairs = [np.stack([b["doc"], b["kept"]], axis=1) for b in edges.iter_batches(batch_format="numpy")]
             out.delete(folder)
             doc, kept, sizes = removals(p, np.concatenate(pairs) if pairs else np.empty((0, 2), np.int64))
@@ -440,36 +435,52 @@ def read_parts(batch: pa.Table, output: str, columns: list[str] | None, block_by
 
 def write_buckets(batch: pa.Table, p, excluded: np.ndarray, output: str, folder: str) -> pa.Table:
     """The map side of the dedup shuffle: a batch's bucket rows, one file per partition."""
-    out = Output(output)
     rows = bucket_rows(batch, p, excluded)
+    write_partitions(Output(output), folder, rows, ids_hash(batch))
+    return pa.table({"rows": [rows.num_rows]})
+
+
+def write_partitions(out: Output, folder: str, rows: pa.Table, name: str) -> None:
+    """The map side of a shuffle through storage: `rows` split by their `part` column, one
+    file per partition under `folder/<part>/<name>.parquet`."""
     if not rows.num_rows:
-        return pa.table({"rows": [0]})
+        return
     part = rows.column("part").to_numpy()
     order = np.argsort(part, kind="stable")
     rows, part = rows.take(order), part[order]
     starts = np.flatnonzero(np.r_[True, part[1:] != part[:-1]])
-    name = ids_hash(batch)
     for start, end in zip(starts, [*starts[1:], len(part)]):
         out.write_parquet(f"{folder}/{part[start]:05d}/{name}.parquet", rows.slice(start, end - start))
-    return pa.table({"rows": [rows.num_rows]})
 
 
-def reduce_buckets(batch: pa.Table, output: str, folder: str) -> pa.Table:
-    """The reduce side: the bucket rows of each partition of the batch, reduced to edges."""
+def over_partitions(partitions: int, **kwargs):
+    """The reduce side of a shuffle (`reduce_partitions`) as a dataset: a few tasks per CPU,
+    each taking its partitions one after the other (one task per partition would cost more
+    in scheduling than small partitions take to reduce)."""
+    import ray
+    import ray.data
+
+    tasks = min(partitions, 4 * max(1, int(ray.cluster_resources().get("CPU", 1))))
+    return ray.data.from_items([{"part": i} for i in range(partitions)], override_num_blocks=tasks).map_batches(
+        reduce_partitions, batch_size=None, batch_format="pyarrow", fn_kwargs=kwargs
+    )
+
+
+def reduce_partitions(batch: pa.Table, output: str, folder: str, reduce, schema: pa.Schema) -> pa.Table:
+    """`reduce` applied to the rows of each partition of the batch (a table of `schema` each)."""
     out = Output(output)
-    edges = [EDGE_SCHEMA.empty_table()]
+    results = [schema.empty_table()]
     for part in batch.column("part").to_pylist():
         files = [out.path(f) for f in out.list_files(f"{folder}/{part:05d}", ".parquet")]
         if files:
-            edges.append(partition_edges(pa.concat_tables(pq.read_table(f, filesystem=out.fs) for f in files)))
-    return pa.concat_tables(edges)
+            results.append(reduce(pa.concat_tables(pq.read_table(f, filesystem=out.fs) for f in files)))
+    return pa.concat_tables(results)
 
 
 def jaccard_pass(out: Output, files: list[str], p: MinHashParams, doc: np.ndarray, kept: np.ndarray) -> np.ndarray:
     """The Jaccard similarity of each removed `doc` with the `kept` document in its place
     (refinery.dedup.similarity), through a shuffle of the cluster members' shingles."""
     import ray
-    import ray.data
 
     order = np.argsort(doc)
     folder = f"{BUCKETS_DIR}/{p.stage}-jaccard"
@@ -479,10 +490,7 @@ def jaccard_pass(out: Output, files: list[str], p: MinHashParams, doc: np.ndarra
     )
     for _ in written.iter_batches(batch_size=None):
         pass
-    tasks = min(p.partitions, 4 * max(1, int(ray.cluster_resources().get("CPU", 1))))
-    found = ray.data.from_items([{"part": i} for i in range(p.partitions)], override_num_blocks=tasks).map_batches(
-        reduce_jaccards, batch_size=None, batch_format="pyarrow", fn_kwargs={"output": out.uri, "folder": folder}
-    )
+    found = over_partitions(p.partitions, output=out.uri, folder=folder, reduce=cluster_jaccards, schema=JACCARD)
     similarity = dict(zip(*(np.concatenate([b[c] for b in found.iter_batches(batch_format="numpy")] or [np.empty(0)]) for c in ("doc", "jaccard"))))
     out.delete(folder)
     return np.array([similarity.get(int(d), np.nan) for d in doc])
@@ -494,22 +502,8 @@ def write_member_shingles(batch: pa.Table, p: MinHashParams, members, output: st
 
     members = ray.get(members) if isinstance(members, ray.ObjectRef) else members
     rows = member_shingles(batch, p, members["removed"], members["kept"], p.partitions)
-    out = Output(output)
-    name = ids_hash(batch)
-    for part in pc.unique(rows.column("part")).to_pylist():
-        out.write_parquet(f"{folder}/{part:05d}/{name}.parquet", rows.filter(pc.equal(rows.column("part"), part)))
+    write_partitions(Output(output), folder, rows, ids_hash(batch))
     return pa.table({"rows": [rows.num_rows]})
-
-
-def reduce_jaccards(batch: pa.Table, output: str, folder: str) -> pa.Table:
-    """The reduce side: each removed member's Jaccard similarity with its kept document."""
-    out = Output(output)
-    found = [JACCARD.empty_table()]
-    for part in batch.column("part").to_pylist():
-        files = [out.path(f) for f in out.list_files(f"{folder}/{part:05d}", ".parquet")]
-        if files:
-            found.append(cluster_jaccards(pa.concat_tables(pq.read_table(f, filesystem=out.fs) for f in files)))
-    return pa.concat_tables(found)
 
 
 def kept_doc_names(ids, kept: np.ndarray) -> dict[int, str]:
