@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.parquet as pq
 import pytest
 
 from refinery.dedup.clusters import doc_ids_from_strings
-from refinery.dedup.minhash import MinHashParams, shingle_bytes
+from refinery.dedup.minhash import MinHashParams, shingle_bytes, shingles
 from refinery.dedup.similarity import cluster_jaccards, member_shingles
 
 BASE = ("the quick brown fox jumps over the lazy dog while the cat sleeps on a warm mat near "
@@ -50,3 +51,13 @@ def test_each_removed_member_gets_its_jaccard_with_the_kept_document(partitions)
     for name, keeper in (("near-a", "kept-a"), ("far-a", "kept-a"), ("same-b", "kept-b")):
         assert got[ints[name]] == pytest.approx(exact(docs[name], docs[keeper]))
     assert got[ints["same-b"]] == 1.0 and 0 < got[ints["far-a"]] < got[ints["near-a"]] < 1
+
+
+def test_a_run_records_each_near_duplicates_jaccard_on_its_removed_row(crawl_run):
+    out, _, stats = crawl_run
+    removed = pq.read_table(out / "removed" / "minhash").to_pylist()
+    assert len(removed) == stats["dedup"]["minhash"]["removed"] > 0
+    kept = {r["id"]: r["text"] for r in pq.read_table(out / "shards", columns=["id", "text"]).to_pylist()}
+    for row in removed:
+        a, b = set(shingles(row["text"]).tolist()), set(shingles(kept[row["duplicate_of"]]).tolist())
+        assert row["reason_detail"] == f"jaccard {len(a & b) / len(a | b):.3f} with the kept document (word 5-gram shingles)"
