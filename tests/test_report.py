@@ -182,3 +182,21 @@ def test_stats_json_holds_what_the_charts_draw(crawl_run):
     assert dist["kept_domains"]["words"] == dict(sorted(by_domain.items(), key=lambda kv: (-kv[1], kv[0]))[:100])
     assert {lang: sum(h) for lang, h in dist["language_score"]["by_language"].items()} == stats["languages"]
     json.dumps(dist)
+
+
+def test_struck_lines_and_spans_are_marked_where_their_stage_says():
+    from refinery.report.run import spans_html, struck_lines_html
+
+    text = "Title\nSign in to read the story\nThe story itself, in words.\n3 likes\n<b>"
+    removed = [{"rule": "few_words", "line": 0, "text": "Title"}, {"rule": "prefix", "line": 1, "text": "Sign in"},
+               {"rule": "counter", "line": 3, "text": "3 likes"}, {"rule": "few_words", "line": 4, "text": "<b>"}]
+    assert struck_lines_html(text, removed).split("\n") == [
+        '<del title="few_words">Title</del>', '<del title="prefix">Sign in</del> to read the story', "The story itself, in words.",
+        '<del title="counter">3 likes</del>', '<del title="few_words">&lt;b&gt;</del>']
+    body = "x" * 400 + " a repeated span " + "y" * 700 + " the same span again" + "z" * 10
+    spans = [{"start": 401, "end": 416, "other_id": "doc-2", "other_start": 7}, {"start": 1118, "end": 1137, "other_id": "doc-3", "other_start": 0}]
+    html = spans_html(body, spans)
+    assert '<mark title="also in document doc-2">a repeated span</mark>' in html
+    assert '<mark title="also in document doc-3">the same span again</mark>' in html
+    assert html.count("… ") == 2 and "x" * 301 not in html  # only the context around each span, 300 characters
+    assert "characters 401-416: also in <code>doc-2</code> at character 7" in html

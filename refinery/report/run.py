@@ -208,17 +208,23 @@ def samples_section(out: Output, stats: dict, has_removed: bool) -> list[str]:
                 "were not evaluated. Text is shown as the stage saw it; documents removed before extraction have none. "
                 "<code>refinery show OUT --reason REASON -n N</code> prints more.</p>")
     stages = [s["stage"] for s in stats["stages"]]
-    with_lines = set(line_stages(out))
+    with_lines, with_removed = set(line_stages(out)), set(removed_stages(out))
     for s in stats["stages"]:
-        if not s["removed"] and s["stage"] not in with_lines:
+        # a stage that struck text from documents it kept may list them in removed/ too, under reasons
+        # of their own (substring dedup's spans_struck): all of its reasons are sampled then
+        struck_listed = bool(s.get("words_struck")) and s["stage"] in with_removed
+        if not s["removed"] and not struck_listed and s["stage"] not in with_lines:
             continue
         html.append(f"<h3>{escape(s['stage'])}</h3>")
-        samples = sample_rows(out, f"{REMOVED_DIR}/{s['stage']}", "reason", SAMPLES_PER_REASON, wanted=list(s["removed"])) if s["removed"] else {}
+        wanted = None if struck_listed else list(s["removed"])
+        samples = sample_rows(out, f"{REMOVED_DIR}/{s['stage']}", "reason", SAMPLES_PER_REASON, wanted) if s["removed"] or struck_listed else {}
         later = [f"{REMOVED_DIR}/{name}" for name in stages[stages.index(s["stage"]) + 1:]]
         render_sample = _sample_renderer(out, s["stage"], samples, later)
-        for reason, docs in s["removed"].items():
+        headings = {reason: f"{docs:,} documents" for reason, docs in s["removed"].items()}
+        headings |= {reason: f"documents it kept, with text struck ({s['words_struck']:,} words in all)" for reason in sorted(set(samples) - set(headings))}
+        for reason, heading in headings.items():
             rows = samples.get(reason, [])
-            html.append(f"<div class=\"reason\" data-reason=\"{escape(reason)}\"><h4>{escape(reason)}: {docs:,} documents</h4>")
+            html.append(f"<div class=\"reason\" data-reason=\"{escape(reason)}\"><h4>{escape(reason)}: {escape(heading)}</h4>")
             html += [render_sample(row) for row in rows] or ["<p>(no sample: its rows are not in removed/)</p>"]
             html.append("</div>")
         if s["stage"] in with_lines:
@@ -282,7 +288,7 @@ def _clip(text: str | None, limit: int = MAX_TEXT_CHARS) -> str:
 
 def _text_html(row: dict, lines: list[dict]) -> str:
     if row.get("spans"):
-        return f"<div class=\"doc\">{spans_html(row['text'], row['spans'])}</div>"
+        return spans_html(row["text"], row["spans"])
     if lines and row.get("text") is not None:
         return f"<div class=\"doc\">{struck_lines_html(row['text'], lines)}</div>"
     return f"<div class=\"doc\">{_clip(row.get('text'))}</div>"
@@ -315,11 +321,24 @@ def struck_lines_html(text: str, removed: list[dict], limit: int = 4 * MAX_TEXT_
     return "\n".join(html)
 
 
-def spans_html(text: str, spans: list[dict]) -> str:
-    """`text` with the spans substring dedup struck (character offsets) highlighted, each
-    titled with one other place it occurs."""
-    cuts = [(s["start"], s["end"], f"also in {s.get('other_id')} at {s.get('other_start')}") for s in spans]
-    return _marked(text, sorted(cuts), "mark")
+def spans_html(text: str, spans: list[dict], context: int = 300) -> str:
+    """The parts of `text` around the spans substring dedup struck (character offsets), the
+    spans highlighted, then a list of where else each occurs."""
+    spans = sorted(spans, key=lambda s: s["start"])
+    windows: list[list[int]] = []
+    for span in spans:
+        lo, hi = max(0, span["start"] - context), min(len(text), span["end"] + context)
+        if windows and lo <= windows[-1][1]:
+            windows[-1][1] = max(windows[-1][1], hi)
+        else:
+            windows.append([lo, hi])
+    parts = []
+    for lo, hi in windows:
+        cuts = [(max(s["start"], lo) - lo, min(s["end"], hi) - lo, f"also in document {s.get('other_id')}") for s in spans if s["start"] < hi and s["end"] > lo]
+        parts.append(("… " if lo else "") + _marked(text[lo:hi], cuts, "mark") + (" …" if hi < len(text) else ""))
+    where = "".join(f"<li>characters {s['start']:,}-{s['end']:,}: also in <code>{escape(s.get('other_id'))}</code> at character "
+                    f"{_num(s.get('other_start'))}</li>" for s in spans)
+    return f"<div class=\"doc\">{chr(10).join(parts)}</div><ul class=\"meta\">{where}</ul>"
 
 
 def _marked(text: str, cuts: list[tuple[int, int, str]], tag: str) -> str:
