@@ -43,6 +43,7 @@ def page_facts(crawl_run, tmp_path_factory):
             tr => [...tr.querySelectorAll('td')].map(td => td.textContent))""")
         samples = page.evaluate("""Object.fromEntries([...document.querySelectorAll('.reason[data-reason]')].map(
             d => [d.dataset.reason, {samples: d.querySelectorAll('.sample').length, struck: d.querySelectorAll('del').length,
+                                     marked: d.querySelectorAll('mark').length,
                                      panels: d.querySelectorAll('.side > div').length, text: d.textContent}]))""")
         screenshot = page.screenshot(full_page=False)
         (tmp_path_factory.mktemp("browser") / "report.png").write_bytes(screenshot)
@@ -81,9 +82,12 @@ def test_samples_cover_every_reason_and_show_what_was_measured(crawl_run, page_f
     out, _, stats = crawl_run
     samples = page_facts["samples"]
     reasons = {reason: n for s in stats["stages"] for reason, n in s["removed"].items()}
-    assert set(samples) == set(reasons)
     for reason, n in reasons.items():
         assert samples[reason]["samples"] == min(n, 3), reason
+    # besides, the documents substring dedup kept with spans struck (they are in removed/ too)
+    assert set(samples) - set(reasons) == {"substring_dedup:spans_struck"}
+    struck_spans = samples["substring_dedup:spans_struck"]
+    assert struck_spans["samples"] == min(3, stats["dedup"]["substring_dedup"]["documents_touched"]) and struck_spans["marked"] >= struck_spans["samples"]
     # each sample shows the measurement its removed row recorded
     details = set(pq.read_table(out / "removed" / "gopher_quality", columns=["reason_detail"]).column(0).to_pylist())
     shown = samples["gopher_quality:min_words"]["text"]
