@@ -14,7 +14,8 @@ import pytest
 
 from conftest import run_cli
 from refinery.report.browser import CHROMIUM
-from refinery.report.run import REPORT_FILE
+from refinery.report.run import REPORT_FILE, build_report
+from refinery.report.show import show
 
 CHARTS = 7  # funnel, kept per stage, removals, languages, language scores, lengths, domains
 
@@ -120,7 +121,7 @@ def test_report_rebuilds_the_same_page(crawl_run, tmp_path):
     assert f"report: {out / REPORT_FILE}" in proc.stdout
 
 
-def test_show_prints_text_measurement_and_url(crawl_run):
+def test_show_prints_text_measurement_and_url(crawl_run, capsys):
     out, _, stats = crawl_run
     shown = run_cli("show", str(out), "--reason", "gopher_quality:min_words", "-n", "2", timeout=300)
     assert shown.returncode == 0, shown.stderr
@@ -130,10 +131,11 @@ def test_show_prints_text_measurement_and_url(crawl_run):
     for detail, url, doc_id in printed:
         assert rows[doc_id]["reason_detail"] == detail and rows[doc_id]["url"] == url
         assert rows[doc_id]["text"][:40] in shown.stdout
-    listing = run_cli("show", str(out), timeout=300)
-    assert listing.returncode == 0 and "gopher_quality:min_words" in listing.stdout
-    unknown = run_cli("show", str(out), "--reason", "gopher_quality:no_such_rule", timeout=300)
-    assert unknown.returncode == 2 and "gopher_quality:min_words" in unknown.stderr
+    # in-process from here: the CLI's `show` is this function
+    assert show(str(out), None, 3) == 0 and "gopher_quality:min_words" in capsys.readouterr().out
+    assert show(str(out), "gopher_quality:no_such_rule", 3) == 2 and "gopher_quality:min_words" in capsys.readouterr().err
+    assert show(str(out), "line_corrections:few_words", 2) == 0
+    assert re.findall(r"^--- \d\. line_corrections:few_words: line \d+ of ", capsys.readouterr().out, re.M)
 
 
 @pytest.fixture(scope="module")
@@ -159,17 +161,17 @@ def s3_output(crawl_run):
         server.stop()
 
 
-def test_report_and_show_read_an_output_on_s3(crawl_run, s3_output):
+def test_report_and_show_read_an_output_on_s3(crawl_run, s3_output, monkeypatch, capsys):
     fs, env = s3_output
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
     out, _, _ = crawl_run
-    built = run_cli("report", "s3://reports/run", env=env, timeout=300)
-    assert built.returncode == 0, built.stderr[-2000:]
-    assert "s3://reports/run/report.html" in built.stdout
+    assert build_report("s3://reports/run") == "s3://reports/run/report.html"
     with fs.open_input_stream("reports/run/report.html") as f:
         page = f.read().decode()
     assert page.replace("s3://reports/run", "OUT") == (out / REPORT_FILE).read_text().replace(str(out), "OUT")
-    shown = run_cli("show", "s3://reports/run", "--reason", "language:not_target", "-n", "1", env=env, timeout=300)
-    assert shown.returncode == 0 and "--- 1. language:not_target  language " in shown.stdout, shown.stderr
+    assert show("s3://reports/run", "language:not_target", 1) == 0
+    assert "--- 1. language:not_target  language " in capsys.readouterr().out
 
 
 def test_stats_json_holds_what_the_charts_draw(crawl_run):

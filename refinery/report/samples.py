@@ -21,13 +21,13 @@ CANDIDATES = 200  # per reason: enough rows to pick from once every reason asked
 SEED = 0
 
 
-def _columns(out: Output, rel: str) -> list[str]:
-    return pq.read_schema(out.path(rel), filesystem=out.fs).names
-
-
-def _read(out: Output, rel: str, columns: list[str]) -> pa.Table:
-    present = set(_columns(out, rel))
-    return pq.read_table(out.path(rel), columns=[c for c in columns if c in present], filesystem=out.fs)
+def _read(out: Output, rel: str, columns: list[str] | None) -> pa.Table:
+    """The `columns` of a file that it has (all when None): one open, one footer read, then
+    the columns (few requests on object storage)."""
+    with out.fs.open_input_file(out.path(rel)) as f:
+        parquet = pq.ParquetFile(f)
+        names = parquet.schema_arrow.names
+        return parquet.read(columns=names if columns is None else [c for c in columns if c in names])
 
 
 def sample_rows(out: Output, folder: str, key: str, n: int, wanted: list[str] | None = None,
@@ -41,7 +41,8 @@ def sample_rows(out: Output, folder: str, key: str, n: int, wanted: list[str] | 
     want = set(wanted) if wanted is not None else None
     for i in rng.permutation(len(files)):
         rel = files[i]
-        for row, value in enumerate(_read(out, rel, [key]).column(0).to_pylist() if key in _columns(out, rel) else []):
+        values = _read(out, rel, [key])
+        for row, value in enumerate(values.column(0).to_pylist() if values.num_columns else []):
             if want is None or value in want:
                 candidates[value].append((rel, row))
         if want is not None and all(len(candidates[v]) >= CANDIDATES for v in want):
@@ -54,8 +55,7 @@ def sample_rows(out: Output, folder: str, key: str, n: int, wanted: list[str] | 
             by_file[rel].append((value, row))
     chosen: dict[str, list[dict]] = defaultdict(list)
     for rel, picks in sorted(by_file.items()):
-        names = columns if columns is not None else _columns(out, rel)
-        table = _read(out, rel, list(dict.fromkeys([key, *names])))
+        table = _read(out, rel, None if columns is None else list(dict.fromkeys([key, *columns])))
         rows = table.take(pa.array([row for _, row in picks])).to_pylist()
         for (value, _), row in zip(picks, rows):
             chosen[value].append(row)
@@ -71,9 +71,10 @@ def find_rows(out: Output, folders: list[str], ids: set[str], columns: list[str]
         for rel in out.list_files(folder, ".parquet"):
             if not missing:
                 return found
-            if "id" not in _columns(out, rel):
+            file_ids = _read(out, rel, ["id"])
+            if not file_ids.num_columns:
                 continue
-            file_ids = _read(out, rel, ["id"]).column(0)
+            file_ids = file_ids.column(0)
             hit = pc.is_in(file_ids, pa.array(sorted(missing), pa.string()))
             if not pc.any(hit).as_py():
                 continue
