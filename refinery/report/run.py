@@ -120,8 +120,8 @@ def funnel_figure(stats: dict):
     for v, s in zip(y, stages):
         ax.text(s["figure2_percent"] + 1, v - 0.2, f"{s['figure2_percent']:.1f}% {'docs' if s['figure2_measure'] == 'documents' else 'tokens'}",
                 va="center", fontsize=8)
-        if s["refinedweb_percent"] is not None:
-            ax.text(s["refinedweb_percent"] + 1, v + 0.2, f"{s['refinedweb_percent']:.1f}%", va="center", fontsize=8, color="0.35")
+        paper = f"{s['refinedweb_percent']:.1f}%" if s["refinedweb_percent"] is not None else "not in figure 2"
+        ax.text((s["refinedweb_percent"] or 0) + 1, v + 0.2, paper, va="center", fontsize=8, color="0.35")
     first_dedup = next((i for i, s in enumerate(stages) if s["figure2_measure"] == "tokens"), None)
     if first_dedup:
         ax.axhline(first_dedup - 0.5, color="0.4", lw=0.8, ls="--")
