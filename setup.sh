@@ -12,3 +12,11 @@ CONSTRAINTS=${CONSTRAINTS-constraints.txt}
 .venv/bin/python -m pip install -q --upgrade pip
 .venv/bin/python -c "import torch" 2>/dev/null || .venv/bin/python -m pip install -q "torch==${TORCH_VERSION:-2.13.0}"
 .venv/bin/python -m pip install -q ${CONSTRAINTS:+-c "$CONSTRAINTS"} -e ".[test]"
+# The HTML reports' browser tests drive Debian's Chromium through Playwright (Playwright's own
+# browser download is never used): installed here when missing and apt can install it.
+if ! command -v chromium >/dev/null 2>&1 && command -v apt-get >/dev/null 2>&1; then
+    SUDO=; [ "$(id -u)" = 0 ] || SUDO="sudo -n"
+    if ! { $SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends chromium fonts-liberation; } >/dev/null; then
+        echo "setup.sh: could not install chromium, which the reports' browser tests need (apt-get install chromium)" >&2
+    fi
+fi

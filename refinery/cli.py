@@ -1,7 +1,7 @@
-"""The `refinery` command: `run` a pipeline config, `pretrain` the bundled GPT, `ablate` a config
-stage by stage. Thin: parse, load and validate config, call. Exit codes: 0 ok, 1 no input could
-be read, 2 bad config or usage, 3 inputs failed on the network (re-run to read on, or, for `run`,
-finish with --accept-failed-inputs)."""
+"""The `refinery` command: `run` a pipeline config, `report` and `show` what a run did, `pretrain`
+the bundled GPT, `ablate` a config stage by stage. Thin: parse, load and validate config, call.
+Exit codes: 0 ok, 1 no input could be read, 2 bad config or usage, 3 inputs failed on the network
+(re-run to read on, or, for `run`, finish with --accept-failed-inputs)."""
 from __future__ import annotations
 
 import argparse
@@ -31,10 +31,13 @@ def _run(args: argparse.Namespace) -> int:
     cfg = _load_config(args.config, overrides)
     if cfg is None:
         return 2
-    from refinery import pipeline
+    from refinery import console, pipeline
     from refinery.io.sources import InputError
     from refinery.resume import InputsFailed
+    from refinery.io.storage import Output
+    from refinery.report.run import REPORT_FILE, report_location
 
+    console.configure(verbose=args.verbose)
     try:
         stats = pipeline.run(cfg, overwrite=args.overwrite, accept_failed=args.accept_failed_inputs)
     except (InputError, FileExistsError) as e:
@@ -44,6 +47,11 @@ def _run(args: argparse.Namespace) -> int:
         return _failed_inputs(e, "or add --accept-failed-inputs to finish the run without the rest of them")
     print(pipeline.summary(stats))
     print(f"\nshards and stats.json in {cfg.output}")
+    out = Output(cfg.output)
+    if out.exists(REPORT_FILE):
+        print(f"report: {report_location(out)} (open it in a browser; `refinery show {cfg.output}` prints samples)")
+    if console.ray_log_path():
+        print(f"Ray's log: {console.ray_log_path()} (-v shows it on the terminal)")
     read_anything = stats["records_read"] > len(stats["errors"])
     return 0 if read_anything else 1
 
@@ -86,6 +94,37 @@ def _ablate(args: argparse.Namespace) -> int:
     return 0
 
 
+def _report(args: argparse.Namespace) -> int:
+    from refinery.report.run import build_report
+
+    try:
+        print(f"wrote {build_report(args.output)}")
+    except FileNotFoundError as e:
+        print(f"refinery: {args.output} holds no finished run (no stats.json): {e}", file=sys.stderr)
+        return 2
+    return 0
+
+
+def _show(args: argparse.Namespace) -> int:
+    from refinery.report.show import show
+
+    return show(args.output, args.reason, args.n, args.seed, args.chars)
+
+
+def add_report_parsers(sub) -> None:
+    report = sub.add_parser("report", help="rebuild OUT/report.html from a finished run's output (local or s3://)")
+    report.add_argument("output", help="the run's output folder")
+    report.set_defaults(func=_report)
+    show = sub.add_parser("show", help="print samples of what a rule removed: text, measured value, URL",
+                          description="Without --reason, lists the run's reasons. Needs a run with --write-removed.")
+    show.add_argument("output", help="the run's output folder (local or s3://)")
+    show.add_argument("--reason", help="e.g. gopher_quality:alpha_words, or a line rule such as line_corrections:few_words")
+    show.add_argument("-n", type=int, default=3, help="how many samples (default 3)")
+    show.add_argument("--seed", type=int, default=0, help="which random samples (default 0, as in report.html)")
+    show.add_argument("--chars", type=int, default=1500, help="characters of text shown per sample (default 1500; 0: all)")
+    show.set_defaults(func=_show)
+
+
 def add_ablate_parser(sub) -> None:
     from pathlib import Path
 
@@ -110,7 +149,7 @@ def add_ablate_parser(sub) -> None:
 
 
 def build_parser(pretrain: bool = True) -> argparse.ArgumentParser:
-    """The `refinery` parser; without `pretrain`, the parser of `run` alone (no torch import)."""
+    """The `refinery` parser; without `pretrain`, that of `run`, `report` and `show` (no torch import)."""
     parser = argparse.ArgumentParser(prog="refinery", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
     run = sub.add_parser("run", help="run a pipeline config over WARC files")
@@ -126,7 +165,10 @@ def build_parser(pretrain: bool = True) -> argparse.ArgumentParser:
         help="finish the run although inputs failed on the network (now or in the run resumed): "
         "the rest of each counts as one read:network_failed row; without it such a run exits 3",
     )
+    run.add_argument("-v", "--verbose", action="store_true", help="Ray's own logging and progress bars on the terminal "
+                     "(by default they go to a log file, named at the end, and one progress line per phase is shown)")
     run.set_defaults(func=_run)
+    add_report_parsers(sub)
     if not pretrain:
         return parser
     try:
@@ -143,8 +185,8 @@ def build_parser(pretrain: bool = True) -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     argv = sys.argv[1:] if argv is None else list(argv)
-    # `pretrain` and `ablate` import torch (over a second): not for `refinery run`, which never needs it
-    args = build_parser(pretrain=argv[:1] != ["run"]).parse_args(argv)
+    # `pretrain` and `ablate` import torch (over a second): not for `run`, `report` or `show`, which never need it
+    args = build_parser(pretrain=argv[:1] not in (["run"], ["report"], ["show"])).parse_args(argv)
     return args.func(args)
 
 

@@ -27,8 +27,10 @@ import pyarrow.parquet as pq
 
 from refinery.config import RunConfig
 from refinery.dedup.clusters import doc_ids_from_strings
+from refinery.dedup.minhash import MinHashParams
 from refinery.dedup.phase import BUCKET_SCHEMA, EDGE_SCHEMA, REASONS, UrlDedupParams, bucket_rows, partition_edges, removals
 from refinery.dedup.scope import Scopes, groups
+from refinery.dedup.similarity import JACCARD, SHINGLE_ROWS, cluster_jaccards, member_shingles
 from refinery.dedup.substring import (
     CANDIDATE_SCHEMA, EDIT_SCHEMA, REASON_STRUCK, REQUEST_SCHEMA, RUN_SCHEMA, WINDOW_SCHEMA, SubstringDedupParams,
     candidates, request_runs, strike, window_rows,
@@ -137,7 +139,7 @@ def dedup_phase(cfg: RunConfig, out: Output, inputs: list[str], words: int | Non
     scopes = Scopes(inputs, [p.scope for p in cfg.dedup], words, crawls=any(p.scope == "crawl" or isinstance(p, UrlDedupParams) for p in cfg.dedup))
     order_of = {path: scopes.part[path] * len(scopes.crawl_order) + scopes.crawl_order[scopes.crawl[path]] for path in inputs}
     info: dict = {}
-    removed = {"doc": [np.empty(0, np.int64)], "kept": [np.empty(0, np.int64)], "stage": [np.empty(0, np.int64)]}
+    removed = {"doc": [np.empty(0, np.int64)], "kept": [np.empty(0, np.int64)], "stage": [np.empty(0, np.int64)], "jaccard": [np.empty(0)]}
     edits = None
     for i, p in enumerate(cfg.dedup):
         excluded = np.concatenate(removed["doc"])
@@ -155,6 +157,8 @@ def dedup_phase(cfg: RunConfig, out: Output, inputs: list[str], words: int | Non
         removed["doc"].append(doc)
         removed["kept"].append(kept)
         removed["stage"].append(np.full(len(doc), i, dtype=np.int64))
+        with_jaccard = cfg.write_removed and isinstance(p, MinHashParams) and len(doc)
+        removed["jaccard"].append(jaccard_pass(p, out, slots, doc, kept) if with_jaccard else np.full(len(doc), np.nan))
         info[p.stage] = stage_info | scopes.describe(p.scope)
     doc = np.concatenate(removed["doc"])
     order = np.argsort(doc)
@@ -162,7 +166,9 @@ def dedup_phase(cfg: RunConfig, out: Output, inputs: list[str], words: int | Non
         "doc": doc[order],
         "kept": np.concatenate(removed["kept"])[order],
         "stage": np.concatenate(removed["stage"])[order],
+        "jaccard": np.concatenate(removed["jaccard"])[order],
         "stages": [p.stage for p in cfg.dedup],
+        "ngrams": [getattr(p, "ngram", None) for p in cfg.dedup],
     }
     if cfg.write_removed and slots:
         plan["kept_names"] = kept_doc_names(read_filtered(out, slots, ["id"]), plan["kept"])
@@ -186,7 +192,8 @@ def document_dedup(p, out: Output, excluded: np.ndarray, group_of: dict, order_o
     folder = f"{BUCKETS_DIR}/{p.stage}"
     kwargs = {"p": p, "excluded": excluded, "output": out.uri, "folder": folder, "group_of": group_of, "order_of": order_of}
     drain(read_filtered(out, slots, columns).map_batches(write_buckets, batch_format="pyarrow", fn_kwargs=kwargs))
-    edges = drain(over_partitions(reduce_buckets, p.partitions, output=out.uri, folder=folder))
+    edges = drain(over_partitions(reduce_partitions, p.partitions, output=out.uri, folder=folder, rows=_BUCKET_SCHEMA_NO_PART,
+                                  reduce=partition_edges, empty=EDGE_SCHEMA))
     out.delete(folder)
     pairs = [np.stack([b.column("doc").to_numpy(), b.column("kept").to_numpy()], axis=1) for b in edges if b.num_rows]
     return removals(p, np.concatenate(pairs) if pairs else np.empty((0, 2), np.int64))
@@ -222,15 +229,44 @@ def write_buckets(batch: pa.Table, p, excluded: np.ndarray, output: str, folder:
     return pa.table({"rows": [rows.num_rows]})
 
 
-def reduce_buckets(batch: pa.Table, output: str, folder: str) -> pa.Table:
-    """The reduce side: the bucket rows of each partition of the batch, reduced to edges."""
+def reduce_partitions(batch: pa.Table, output: str, folder: str, rows: pa.Schema, reduce, empty: pa.Schema) -> pa.Table:
+    """The reduce side: `reduce` of the rows (of schema `rows`) of each partition of the batch
+    (bucket rows to edges, cluster members to their Jaccard); `empty`: its output schema."""
     out = Output(output)
-    edges = [EDGE_SCHEMA.empty_table()]
+    results = [empty.empty_table()]
     for part in batch.column("part").to_pylist():
-        rows = read_folder(out, f"{folder}/{part:05d}", _BUCKET_SCHEMA_NO_PART)
-        if rows.num_rows:
-            edges.append(partition_edges(rows))
-    return pa.concat_tables(edges)
+        found = read_folder(out, f"{folder}/{part:05d}", rows)
+        if found.num_rows:
+            results.append(reduce(found))
+    return pa.concat_tables(results)
+
+
+def jaccard_pass(p: MinHashParams, out: Output, slots: list[list[str]], doc: np.ndarray, kept: np.ndarray) -> np.ndarray:
+    """The Jaccard similarity of each removed `doc` with the `kept` document in its place
+    (refinery.dedup.similarity), through a shuffle of the cluster members' shingle sets (only
+    with --write-removed: it is for the removed rows, and the report)."""
+    import ray
+
+    order = np.argsort(doc)
+    folder = f"{BUCKETS_DIR}/{p.stage}-jaccard"
+    members = ray.put({"removed": doc[order], "kept": kept[order]})
+    kwargs = {"p": p, "members": members, "output": out.uri, "folder": folder}
+    drain(read_filtered(out, slots, ["id", "text"]).map_batches(write_member_shingles, batch_format="pyarrow", fn_kwargs=kwargs))
+    found = drain(over_partitions(reduce_partitions, p.partitions, output=out.uri, folder=folder, rows=_without(SHINGLE_ROWS, "part"),
+                                  reduce=cluster_jaccards, empty=JACCARD))
+    out.delete(folder)
+    similarity = dict(zip(*(np.concatenate([b.column(c).to_numpy() for b in found] or [np.empty(0)]) for c in ("doc", "jaccard"))))
+    return np.array([similarity.get(int(d), np.nan) for d in doc])
+
+
+def write_member_shingles(batch: pa.Table, p: MinHashParams, members, output: str, folder: str) -> pa.Table:
+    """The map side of the Jaccard shuffle: a batch's cluster members, one file per partition."""
+    import ray
+
+    members = ray.get(members) if isinstance(members, ray.ObjectRef) else members
+    rows = member_shingles(batch, p, members["removed"], members["kept"], p.partitions)
+    write_partitions(Output(output), folder, rows, ids_hash(batch))
+    return pa.table({"rows": [rows.num_rows]})
 
 
 # ---------------------------------------------------------------- substring dedup
@@ -416,6 +452,8 @@ def mark_duplicates(batch: pa.Table, plan, keep_removed_text: bool) -> pa.Table:
     duplicate_of = [
         names.get(int(plan["kept"][i]), str(int(plan["kept"][i]))) if h and s != SUBSTRING else None for i, h, s in zip(pos, hit, stages)
     ]
+    detail = [f"jaccard {plan['jaccard'][i]:.3f} with the kept document (word {plan['ngrams'][plan['stage'][i]]}-gram shingles)"
+              if h and not np.isnan(plan["jaccard"][i]) else None for i, h in zip(pos, hit)]
     text = batch.column("text")
     if not keep_removed_text:
         text = pc.if_else(pa.array(hit), pa.scalar(None, text.type), text)
@@ -423,7 +461,7 @@ def mark_duplicates(batch: pa.Table, plan, keep_removed_text: bool) -> pa.Table:
         "record_type", pa.array(["response"] * batch.num_rows)
     ).append_column("removed_by", pa.array(stages, pa.string())).append_column(
         "reason", pa.array([REASONS[s] if s else None for s in stages], pa.string())
-    ).append_column("duplicate_of", pa.array(duplicate_of, pa.string()))
+    ).append_column("reason_detail", pa.array(detail, pa.string())).append_column("duplicate_of", pa.array(duplicate_of, pa.string()))
 
 
 def dedup_outcomes(batch: pa.Table, output: str, write_removed: bool, grouping: dict) -> pa.Table:

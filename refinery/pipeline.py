@@ -14,6 +14,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from refinery import console
 from refinery.ablation import Arm, arm_views, discard_parts_not_in
 from refinery.config import RunConfig
 from refinery.io.sources import list_inputs, open_input
@@ -29,6 +30,7 @@ from refinery.resume import (
 )
 from refinery.schema import SHARD, rows_from_pylist
 from refinery.stages import apply_stage
+from refinery.report.run import REPORT_FILE, build_report
 from refinery.stats import KEPT, format_table, funnel, merge_counts
 
 log = logging.getLogger(__name__)
@@ -41,19 +43,22 @@ LOCAL_NODE_IP = os.environ.get("REFINERY_NODE_IP", "127.0.0.2")
 MAX_TASK_RETRIES = 8
 
 
-def start_ray(workers: int | None) -> None:
+def start_ray(workers: int | None, out: Output | None = None) -> None:
     """Join the cluster named by RAY_ADDRESS, or start a local Ray for this run (token auth,
-    which Ray 2.60 turns on for new local clusters, is set up by Ray itself)."""
+    which Ray 2.60 turns on for new local clusters, is set up by Ray itself). In a quiet run
+    (refinery.console), Ray's logging goes to a file, under `out` when it is local."""
     import ray
 
     if ray.is_initialized():
         return
+    console.route_ray_logging(out)
     if os.environ.get("RAY_ADDRESS"):
         ray.init(log_to_driver=False)
     else:
         # a local run phones nowhere: Ray's usage reporting is off unless the user turns it on
         os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
         ray.init(num_cpus=workers, _node_ip_address=LOCAL_NODE_IP, include_dashboard=False, log_to_driver=False)
+    console.ray_started()
 
 
 def read_files(batch: pa.Table, read: ReadParams, output: str):
@@ -103,18 +108,23 @@ def named_stage(name: str):
     return stage
 
 
+# what commit_parts returns to the driver, per input of a batch: the filter phase's progress
+PROGRESS = pa.schema([("source", pa.string()), ("records", pa.int64()), ("kept", pa.int64()), ("offset", pa.int64())])
+
+
 def commit_parts(batch: pa.Table, output: str, names: dict[str, str], write_removed: bool) -> pa.Table:
-    """Commit a batch of the filter phase, one part per input it holds (see refinery.resume)."""
+    """Commit a batch of the filter phase, one part per input it holds (see refinery.resume);
+    returns per input its records, kept documents and the furthest offset reached (progress)."""
     out = Output(output)
     sources = batch.column("source")
-    committed = 0
+    progress = []
     for source in pc.unique(sources).to_pylist():
         rows = batch.filter(pc.equal(sources, source))
         records = rows.column("source_record").to_numpy()
         name = part_name(names[source], records)
-        write_outcomes(out, name, rows, write_removed, PARTS_DIR, {"input": names[source], "ranges": as_ranges(records)})
-        committed += rows.num_rows
-    return pa.table({"records": [committed]})
+        kept = write_outcomes(out, name, rows, write_removed, PARTS_DIR, {"input": names[source], "ranges": as_ranges(records)})
+        progress.append({"source": source, "records": rows.num_rows, "kept": kept.num_rows, "offset": pc.max(rows.column("source_offset")).as_py()})
+    return pa.Table.from_pylist(progress, schema=PROGRESS)
 
 
 def run(cfg: RunConfig, overwrite: bool = False, accept_failed: bool = False) -> dict:
@@ -128,10 +138,12 @@ def run(cfg: RunConfig, overwrite: bool = False, accept_failed: bool = False) ->
     state = open_run(out, cfg, files, overwrite)
     if state == COMPLETE:
         log.warning("%s holds a finished run of this config: nothing to do", out.uri)
+        if not out.exists(REPORT_FILE):
+            write_report(out)
         return out.read_json("stats.json")
     if state == RESUME:
         discard_unfinished(out, [p.stage for p in cfg.dedup])
-    start_ray(cfg.workers)
+    start_ray(cfg.workers, out)
     configure_data_context()
 
     started = time.monotonic()
@@ -139,7 +151,17 @@ def run(cfg: RunConfig, overwrite: bool = False, accept_failed: bool = False) ->
     if todo:
         filter_phase(cfg, todo, out)
     stop_on_failed_inputs(out, files, accept_failed, cfg.write_removed)
-    return final_pass(cfg, out, files, {"filter_phase": round(time.monotonic() - started, 2)})
+    stats = final_pass(cfg, out, files, {"filter_phase": round(time.monotonic() - started, 2)})
+    write_report(out)
+    return stats
+
+
+def write_report(out: Output) -> None:
+    """report.html from the finished output; a report that fails costs the report, not the run."""
+    try:
+        build_report(out)
+    except Exception:  # noqa: BLE001  (the run's output is complete without it)
+        log.exception("report.html could not be written; `refinery report %s` retries it", out.uri)
 
 
 def stop_on_failed_inputs(out: Output, files: list[str], accept_failed: bool, write_removed: bool) -> None:
@@ -158,6 +180,8 @@ def final_pass(cfg: RunConfig, out: Output, files: list[str], seconds: dict) -> 
     counts = merge_counts(out.read_jsons(out.list_files(PARTS_DIR, ".json")))
     dedup_info = {}
     started = time.monotonic()
+    docs_in = counts["outcomes"].get(KEPT, [0])[0]
+    progress = console.progress(f"{'dedup' if cfg.dedup else 'final'} phase ({docs_in:,} documents in)", counting=False)
     if cfg.dedup:
         dedup_info = dedup_phase(cfg, out, files, counts["outcomes"].get(KEPT, [0, 0, 0])[1])
         seconds["dedup_phase"] = round(time.monotonic() - started, 2)
@@ -167,6 +191,9 @@ def final_pass(cfg: RunConfig, out: Output, files: list[str], seconds: dict) -> 
         compact(cfg, out)
         seconds["compaction"] = round(time.monotonic() - started, 2)
     publish_shards(out)
+    kept = counts["outcomes"].get(KEPT, [0])[0]
+    progress.update(records=docs_in, kept=kept)
+    progress.close(f"{kept:,} documents kept of {docs_in:,}")
     stats = funnel(counts, [s.stage for s in cfg.stages], [p.stage for p in cfg.dedup])
     stats["dedup"] = dedup_info
     stats["inputs"] = files
@@ -289,8 +316,13 @@ def filter_phase(cfg: RunConfig, todo: list[dict], out: Output) -> None:
             fn_kwargs={"output": out.uri, "names": {t["path"]: t["name"] for t in todo}, "write_removed": cfg.write_removed},
             max_retries=MAX_TASK_RETRIES,
         )
-    for _ in ds.iter_batches(batch_size=None):
-        pass
+    progress = console.progress("filter phase", console.input_bytes([t["path"] for t in todo]), cfg.limit)
+    offsets: dict[str, int] = {}
+    for batch in ds.iter_batches(batch_size=None, batch_format="pyarrow"):
+        for row in batch.to_pylist():
+            offsets[row["source"]] = max(offsets.get(row["source"], 0), row["offset"] or 0)
+            progress.update(row["records"], row["kept"], sum(offsets.values()))
+    progress.close()
 
 
 def compact(cfg: RunConfig, out: Output) -> None:
@@ -315,6 +347,8 @@ def replace_kept(filter_counts: dict, dedup_counts: dict) -> dict:
     merged = dict(filter_counts)
     merged["outcomes"] = {k: v for k, v in filter_counts["outcomes"].items() if k != KEPT} | dedup_counts["outcomes"]
     merged["struck"] = filter_counts["struck"] | dedup_counts["struck"]  # each phase strikes in its own stages
+    merged["words_hist"] = {k: v for k, v in filter_counts["words_hist"].items() if k != KEPT} | dedup_counts["words_hist"]
+    merged["kept_domains"] = dedup_counts["kept_domains"]
     return merged
 
 

@@ -1,7 +1,7 @@
 """Counts of what happened to every record: per-batch counts taken where the rows end, summed
 into the run's funnel (RefinedWeb figure 2), `stats.json` and the printed table.
 
-`stats.json` (schema_version 2; later versions add keys, never rename one):
+`stats.json` (schema_version 3; later versions add keys, never rename one):
 - `schema_version`, `token_unit` (tokens are whitespace-separated words of the extracted text).
 - `records_read`, `record_types` (WARC records by type), `not_documents` (records that are not
   HTTP 200 HTML responses, by reason), `documents` (the rest: what the funnel starts from).
@@ -27,17 +27,28 @@ into the run's funnel (RefinedWeb figure 2), `stats.json` and the printed table.
   documents_touched, windows, candidate_windows, rejected_candidates), `inputs`, `failed_inputs`
   (inputs finished with --accept-failed-inputs: path, error, and where reading stopped; the rest
   of each is one `read:network_failed` record) and `seconds` (per phase).
+- `distributions` (schema 3), what the run report charts, counted here like everything else:
+  - `words_per_document`: `bins` (lower edges; the last bin is open) and, per outcome, documents
+    by their words: `kept` (the final text) and each stage's removed documents (their text
+    where the stage removed them; documents removed before extraction have none);
+  - `language_score`: `bins` and, per identified language, documents by fastText score (the
+    page text's score for the pages `language_prefilter` removed, the extracted text's else);
+  - `kept_domains`: `words` ({domain: words kept}, the top DOMAINS_LISTED by words), `tracked`
+    and `max_error_words`: the domains are summed in a Misra-Gries summary of DOMAINS_TRACKED
+    entries, so a run with more kept domains than that lists lower bounds, each at most
+    `max_error_words` under the true figure (0: exact).
 
 Words a text-modifying stage strikes do not show in a row's final n_words: each such stage
 records them on the row (`struck`, refinery.schema), `batch_counts` sums them per stage and the
 funnel subtracts them at the stage that struck them."""
 from __future__ import annotations
 
+from bisect import bisect_right
 from collections import Counter, defaultdict
 
 import pyarrow as pa
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 TOKEN_UNIT = "words: whitespace-separated tokens of the extracted text"
 # Percent of Common Crawl kept after each stage in RefinedWeb's figure 2 (REFERENCE.md).
 REFINEDWEB_FUNNEL = {
@@ -55,6 +66,11 @@ REFINEDWEB_FUNNEL = {
 # Stages whose removals figure 2 counts in a later stage's bar.
 FIGURE2_ROW = {"language_prefilter": "language"}
 KEPT = "kept"
+# Lower bin edges of the words-per-document histograms (1-2-5 steps; the last bin is open).
+WORD_BINS = [0, 1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 2000, 5000, 10000, 20000, 50000, 100000]
+SCORE_BINS = [round(0.05 * i, 2) for i in range(20)]  # fastText scores, [0.95, 1.0] in the last bin
+DOMAINS_TRACKED = 1000  # entries of the kept-domain summary
+DOMAINS_LISTED = 100  # of which stats.json lists the top ones
 
 
 def batch_counts(batch: pa.Table) -> dict:
@@ -62,7 +78,7 @@ def batch_counts(batch: pa.Table) -> dict:
     (`removed_by|reason`, or `kept`), and words/chars struck per text-modifying stage. Plain
     JSON, so parts can be written and summed anywhere."""
     cols = batch.select(
-        ["record_type", "removed_by", "reason", "n_words", "n_chars", "language", "source", "source_offset"]
+        ["record_type", "removed_by", "reason", "n_words", "n_chars", "language", "language_score", "domain", "source", "source_offset"]
     ).to_pydict()
     outcomes: dict[str, list[int]] = defaultdict(lambda: [0, 0, 0])
     errors = []
@@ -88,15 +104,80 @@ def batch_counts(batch: pa.Table) -> dict:
         "struck": dict(struck),
         "languages": dict(Counter(x for x in cols["language"] if x)),
         "errors": errors,
+    } | distribution_counts(cols)
+
+
+def _histogram(values, bins: list) -> list[int]:
+    counts = [0] * len(bins)
+    for v in values:
+        counts[bisect_right(bins, v) - 1] += 1
+    return counts
+
+
+def distribution_counts(cols: dict) -> dict:
+    """A batch's share of `distributions`: words per document by outcome, language scores
+    by language, words kept per domain (all of the batch's kept domains: parts are small)."""
+    words: dict[str, list[int]] = defaultdict(list)
+    scores: dict[str, list[float]] = defaultdict(list)
+    domains: Counter = Counter()
+    for stage, n, language, score, domain in zip(cols["removed_by"], cols["n_words"], cols["language"], cols["language_score"], cols["domain"]):
+        if n is not None:
+            words[stage or KEPT].append(n)
+        if language and score is not None:
+            scores[language].append(score)
+        if stage is None and n is not None:
+            domains[domain or ""] += n
+    return {
+        "words_hist": {k: _histogram(v, WORD_BINS) for k, v in words.items()},
+        "score_hist": {k: _histogram(v, SCORE_BINS) for k, v in scores.items()},
+        "kept_domains": dict(domains),
     }
+
+
+def _add_into(total: dict[str, list[int]], part: dict[str, list[int]]) -> None:
+    for key, counts in part.items():
+        into = total.setdefault(key, [0] * len(counts))
+        for i, c in enumerate(counts):
+            into[i] += c
+
+
+class DomainSummary:
+    """Words kept per domain in at most `size` entries (Misra-Gries, merged as in Agarwal et al.
+    2012): past `size` domains, every count is lowered by the (size+1)-th largest and those
+    left at zero go. The driver's memory stays bounded however many domains a crawl has; a
+    listed count is at most `error` under the truth (0 while nothing was dropped). The result
+    depends on the order parts are added in: merge_counts adds them sorted by name."""
+
+    def __init__(self, size: int = DOMAINS_TRACKED, counts: dict | None = None, error: int = 0):
+        self.size, self.counts, self.error = size, Counter(counts or {}), error
+
+    def add(self, counts: dict[str, int]) -> None:
+        self.counts.update(counts)
+        if len(self.counts) > 2 * self.size:
+            self.prune()
+
+    def prune(self) -> None:
+        if len(self.counts) <= self.size:
+            return
+        cut = sorted(self.counts.values(), reverse=True)[self.size]
+        self.error += cut
+        self.counts = Counter({d: n - cut for d, n in self.counts.items() if n > cut})
+
+    def top(self, n: int) -> dict[str, int]:
+        self.prune()
+        return dict(sorted(self.counts.items(), key=lambda kv: (-kv[1], kv[0]))[:n])
 
 
 def merge_counts(parts: list[dict]) -> dict:
     total = {
         "records": 0, "record_types": Counter(), "outcomes": defaultdict(lambda: [0, 0, 0]),
         "struck": defaultdict(lambda: [0, 0]), "languages": Counter(), "errors": [],
+        "words_hist": {}, "score_hist": {}, "kept_domains": DomainSummary(),
     }
     for part in parts:
+        _add_into(total["words_hist"], part.get("words_hist", {}))  # parts of runs before schema 3 have none
+        _add_into(total["score_hist"], part.get("score_hist", {}))
+        total["kept_domains"].add(part.get("kept_domains", {}))
         total["records"] += part["records"]
         total["record_types"].update(part["record_types"])
         total["languages"].update(part["languages"])
@@ -200,6 +281,18 @@ def funnel(counts: dict, stage_names: list[str], dedup_stages: list[str] | tuple
         "kept": {"docs": kept[0], "words": kept[1], "chars": kept[2]},
         "languages": dict(counts["languages"].most_common()),
         "errors": counts["errors"],
+        "distributions": distributions(counts, names),
+    }
+
+
+def distributions(counts: dict, names: list[str]) -> dict:
+    words = counts.get("words_hist", {})
+    domains = counts.get("kept_domains") or DomainSummary()
+    return {
+        "words_per_document": {"bins": WORD_BINS, KEPT: words.get(KEPT, [0] * len(WORD_BINS)),
+                               "removed": {s: words[s] for s in names if s in words}},
+        "language_score": {"bins": SCORE_BINS, "by_language": dict(sorted(counts.get("score_hist", {}).items(), key=lambda kv: -sum(kv[1])))},
+        "kept_domains": {"words": domains.top(DOMAINS_LISTED), "tracked": domains.size, "max_error_words": domains.error},
     }
 
 

@@ -102,7 +102,7 @@ def test_lines_removed_from_documents_can_be_read_back(crawl_run):
 
 def test_funnel_counts_words_struck_where_they_are_struck(crawl_run):
     out, _, stats = crawl_run
-    assert stats["schema_version"] == 2 and stats["token_unit"].startswith("words")
+    assert stats["schema_version"] == 3 and stats["token_unit"].startswith("words")
     rows = {s["stage"]: s for s in stats["stages"]}
     shard_words = sum(pq.read_table(out / "shards", columns=["n_words"]).column(0).to_pylist())
     assert stats["stages"][-1]["words_out"] == stats["kept"]["words"] == shard_words

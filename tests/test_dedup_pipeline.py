@@ -138,6 +138,10 @@ def test_planted_duplicates_are_removed(planted, run_ab):
     names = [s["stage"] for s in stats["stages"]]
     assert names[-3:] == ["minhash", "exact_dedup", "url_dedup"]
     assert stats["kept"]["docs"] == len(kept["id"]) == stats["stages"][-1]["docs_out"]
+    # each removed row says how alike it is to the document kept in its place (what the report shows)
+    kept_text = dict(zip(kept["id"], kept["text"]))
+    for text, kept_id, detail in zip(removed["text"], removed["duplicate_of"], removed["reason_detail"]):
+        assert detail == f"jaccard {jaccard(text, kept_text[kept_id]):.3f} with the kept document (word 5-gram shingles)"
 
 
 def test_kept_set_does_not_depend_on_workers_or_input_order(planted, run_ab):

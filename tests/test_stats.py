@@ -8,7 +8,7 @@ import pytest
 
 from refinery.pipeline import replace_kept
 from refinery.schema import rows_from_pylist
-from refinery.stats import SCHEMA_VERSION, batch_counts, format_table, funnel, merge_counts
+from refinery.stats import SCHEMA_VERSION, WORD_BINS, DomainSummary, batch_counts, format_table, funnel, merge_counts
 
 FILTER = ["url_filter", "language_prefilter", "extract", "language", "line_corrections"]
 # a dedup-phase stage that strikes spans (as substring dedup does) reports through `struck` too
@@ -28,12 +28,12 @@ def struck(stage: str, words: int) -> dict:
 def stats() -> dict:
     filter_phase = rows_from_pylist([
         doc("a", stage="url_filter"),
-        doc("b", stage="language_prefilter", language="de"),
+        doc("b", stage="language_prefilter", language="de", language_score=0.95),
         doc("c", stage="extract"),
-        doc("d", 100, "language", language="fr"),
-        doc("e", 50, "line_corrections", language="en"),  # dropped whole: its 50 words go here
-        doc("f", 90, struck=[struck("line_corrections", 10)], language="en"),  # kept, 10 words struck
-        doc("g", 200, language="en"),
+        doc("d", 100, "language", language="fr", language_score=0.9),
+        doc("e", 50, "line_corrections", language="en", language_score=0.8),  # dropped whole: its 50 words go here
+        doc("f", 90, struck=[struck("line_corrections", 10)], language="en", language_score=0.7),  # kept, 10 words struck
+        doc("g", 200, language="en", language_score=0.99),
         {"id": "h", "record_type": "request", "removed_by": "read", "reason": "read:record_request"},
     ])
     dedup_phase = rows_from_pylist([
@@ -46,7 +46,7 @@ def stats() -> dict:
 
 
 def test_documents_and_words_per_stage(stats):
-    assert stats["schema_version"] == SCHEMA_VERSION == 2
+    assert stats["schema_version"] == SCHEMA_VERSION == 3
     assert stats["documents"] == 7 and stats["not_documents"] == {"read:record_request": 1}
     # 100 + 50 + (60 + 10 + 30) + 200: every word extracted, struck ones included
     assert stats["words_extracted"] == 450
@@ -96,3 +96,37 @@ def test_parts_of_an_older_run_have_no_struck_words():
     del old["struck"]
     stats = funnel(merge_counts([old]), ["extract"])
     assert stats["stages"][0]["words_out"] == 10 == stats["kept"]["words"]
+
+
+def test_distributions_count_words_scores_and_domains_where_documents_end(stats):
+    d = stats["distributions"]
+    words = d["words_per_document"]
+    assert words["bins"] == WORD_BINS
+
+    def bin_of(n: int) -> int:
+        return max(i for i, edge in enumerate(WORD_BINS) if edge <= n)
+
+    # kept: the final text after dedup (f with 60 words), not the filter phase's kept rows
+    assert words["kept"][bin_of(60)] == 1 and sum(words["kept"]) == 1
+    assert {s: sum(h) for s, h in words["removed"].items()} == {"language": 1, "line_corrections": 1, "minhash": 1}
+    assert words["removed"]["minhash"][bin_of(200)] == 1 and words["removed"]["language"][bin_of(100)] == 1
+    # rows removed before extraction have no text, so no length
+    assert "url_filter" not in words["removed"] and "extract" not in words["removed"]
+    # language scores are counted once per document, in the filter phase
+    assert {lang: sum(h) for lang, h in d["language_score"]["by_language"].items()} == {"en": 3, "fr": 1, "de": 1}
+    assert d["kept_domains"] == {"words": {"": 60}, "tracked": 1000, "max_error_words": 0}
+
+
+def test_domain_summary_is_exact_until_full_then_bounds_its_error():
+    exact = DomainSummary(size=3)
+    exact.add({"a": 5, "b": 3})
+    exact.add({"a": 1, "c": 2})
+    assert exact.top(10) == {"a": 6, "b": 3, "c": 2} and exact.error == 0
+    truth = {"a": 50, "b": 40, "c": 9, "d": 8, "e": 7, "f": 1}
+    summary = DomainSummary(size=3)
+    for domain, words in truth.items():
+        summary.add({domain: words})
+    top = summary.top(3)
+    assert list(top) == ["a", "b", "c"]
+    assert all(truth[k] - summary.error <= v <= truth[k] for k, v in top.items())
+    assert summary.error <= sum(truth.values()) / 4  # Misra-Gries: at most total / (size + 1)

@@ -86,7 +86,10 @@ class Output:
             self.fs.move(target, final)
 
     def write_json(self, rel: str, obj) -> None:
-        data = json.dumps(obj, indent=1).encode()
+        self.write_text(rel, json.dumps(obj, indent=1))
+
+    def write_text(self, rel: str, text: str) -> None:
+        data = text.encode()
 
         def write(target):
             with self.fs.open_output_stream(target) as f:

@@ -43,7 +43,7 @@ def page(title: str, body: Iterable[str], css: str = CSS) -> str:
     )
 
 
-def table(header: Sequence[str], rows: Iterable[Sequence[object]], numeric: Sequence[int] = ()) -> str:
+def table(header: Sequence[str], rows: Iterable[Sequence[object]], numeric: Sequence[int] = (), table_id: str | None = None) -> str:
     """An HTML table; every cell is escaped, and the columns numbered in `numeric` align right."""
     numeric = set(numeric)
 
@@ -51,7 +51,8 @@ def table(header: Sequence[str], rows: Iterable[Sequence[object]], numeric: Sequ
         return "".join(f"<{tag}{_NUM if i in numeric else ''}>{escape(v)}</{tag}>" for i, v in enumerate(values))
 
     body = "\n".join(f"<tr>{cells(row, 'td')}</tr>" for row in rows)
-    return f"<table>\n<thead><tr>{cells(header, 'th')}</tr></thead>\n<tbody>\n{body}\n</tbody>\n</table>"
+    attributes = f' id="{escape(table_id)}"' if table_id else ""
+    return f"<table{attributes}>\n<thead><tr>{cells(header, 'th')}</tr></thead>\n<tbody>\n{body}\n</tbody>\n</table>"
 
 
 def new_figure(width: float = 8.0, height: float = 4.5):
