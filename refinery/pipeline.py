@@ -33,7 +33,8 @@ from refinery.stats import KEPT, batch_counts, format_table, funnel, merge_count
 log = logging.getLogger(__name__)
 
 # Ray rewrites 127.0.0.1 to the host's interface address; any other loopback address is kept,
-# so a local run never listens on or talks to anything but loopback.
+# so a local run talks to nothing but loopback. (Ray 2.60's own servers still listen on all
+# interfaces: its gRPC ports, behind token auth, and its Prometheus metrics ports.)
 LOCAL_NODE_IP = os.environ.get("REFINERY_NODE_IP", "127.0.0.2")
 DEDUP_PARTS_DIR = "_parts_dedup"
 BUCKETS_DIR = "_buckets"
