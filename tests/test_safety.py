@@ -22,15 +22,17 @@ from conftest import REPO, run_cli
 from refinery.config import ConfigError, load_config
 
 
-@pytest.mark.parametrize("tag", ["!!python/object/apply:os.system", "!!python/object/apply:subprocess.call"])
-def test_a_config_that_asks_to_run_code_is_refused_and_nothing_runs(tmp_path, tag):
+def test_a_config_that_asks_to_run_code_is_refused_and_nothing_runs(tmp_path):
     marker = tmp_path / "ran"
-    cfg = tmp_path / "evil.yaml"
-    argument = f'["touch {marker}"]' if tag.endswith("os.system") else f'[["touch", "{marker}"]]'
-    cfg.write_text(f"output: {tag} {argument}\nstages:\n  - stage: extract\n")
-    with pytest.raises(ConfigError, match="not valid YAML"):
-        load_config(cfg)
-    proc = run_cli("run", str(cfg), "--input", "whatever.warc.gz", "--output", str(tmp_path / "out"), timeout=120)
+    configs = []
+    for tag, argument in [("!!python/object/apply:os.system", f'["touch {marker}"]'),
+                          ("!!python/object/apply:subprocess.call", f'[["touch", "{marker}"]]'),
+                          ("!!python/object/new:subprocess.Popen", f'[["touch", "{marker}"]]')]:
+        configs.append(tmp_path / f"evil{len(configs)}.yaml")
+        configs[-1].write_text(f"output: {tag} {argument}\nstages:\n  - stage: extract\n")
+        with pytest.raises(ConfigError, match="not valid YAML"):
+            load_config(configs[-1])
+    proc = run_cli("run", str(configs[0]), "--input", "whatever.warc.gz", "--output", str(tmp_path / "out"), timeout=120)
     assert proc.returncode == 2 and "not valid YAML" in proc.stderr
     assert not marker.exists() and not (tmp_path / "out").exists()
 
