@@ -13,6 +13,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.fs as pafs
 import pyarrow.parquet as pq
+from warcio.archiveiterator import ArchiveIterator
 
 from refinery.config import RunConfig
 from refinery.dedup.minhash import MinHashParams, minhash_signatures, normalize_texts
@@ -96,7 +97,16 @@ def warc_record_row(source: str, offset: int) -> dict:
     member of its own, so reading can start there)."""
     with open(source, "rb") as f:
         f.seek(offset)
-        return next(read_warc(f, source, ReadParams(batch_records=1))).to_pylist()[0]
+        row = next(read_warc(f, source, ReadParams(batch_records=1))).to_pylist()[0]
+    return row | {"source_offset": offset}  # the reader counts from where it started
+
+
+def warc_payload(source: str, offset: int) -> tuple[str, bytes]:
+    """(Content-Type, HTTP payload bytes) of the response record at `offset`, to plant copies of it."""
+    with open(source, "rb") as f:
+        f.seek(offset)
+        record = next(iter(ArchiveIterator(f)))
+        return record.http_headers.get_header("Content-Type"), record.content_stream().read()
 
 
 def rerun_filter_stage(p, removed: dict) -> str | None:

@@ -16,7 +16,7 @@ import yaml
 
 from conftest import REPO, run_cli
 from refinery.config import load_config
-from run_checks import RunOutput, check_dedup_removals, check_funnel_against_files, warc_record_row
+from run_checks import RunOutput, check_dedup_removals, check_funnel_against_files, warc_payload
 from test_resume import kill_session, start_run
 from warc_builders import split_warc, write_warc
 
@@ -64,6 +64,10 @@ def objects(fs: pafs.FileSystem, prefix: str) -> list[str]:
     return [i.path for i in infos if i.is_file]
 
 
+def copy_url(i: int, url: str) -> str:
+    return f"https://copy{i}.example/{url.split('/')[-1]}"
+
+
 @pytest.fixture(scope="module")
 def inputs(crawl_run, data_dir, tmp_path_factory):
     """A config (cc.yaml, removed rows written, parts of 32 rows, 4 shuffle partitions per dedup
@@ -76,8 +80,10 @@ def inputs(crawl_run, data_dir, tmp_path_factory):
     kept = RunOutput(crawl_run[0]).table("shards", ["url", "source_offset"]).sort_by("source_offset").to_pylist()
     originals = [r for r in kept if r["source_offset"] < end][:3]
     assert len(originals) == 3
-    copies = [(f"https://copy{i}.example/{r['url'].split('/')[-1]}", warc_record_row(str(crawl), r["source_offset"])["html"].encode(), "text/html", "200 OK")
-              for i, r in enumerate(originals)]
+    copies = []
+    for i, r in enumerate(originals):
+        content_type, html = warc_payload(str(crawl), r["source_offset"])
+        copies.append((copy_url(i, r["url"]), html, content_type, "200 OK"))
     files.append(write_warc(folder / "in" / "copies.warc.gz", copies))
     config = yaml.safe_load((REPO / "pipelines" / "cc.yaml").read_text())
     config.update(input=[str(f) for f in files], write_removed=True, shard_rows=50, commit_rows=32)
@@ -169,4 +175,4 @@ def test_dedup_on_s3_removes_the_planted_copies_by_its_rules(runs, inputs):
     assert removed["minhash"] >= 3
     kept = set(remote.table("shards", ["url"]).column("url").to_pylist())
     for i, url in enumerate(originals):
-        assert len({url, f"https://copy{i}.example/{url.split('/')[-1]}"} & kept) == 1
+        assert len({url, copy_url(i, url)} & kept) == 1

@@ -2,36 +2,48 @@
 stages removed checked against the stage's rule, recomputed here (run_checks.py):
 
 - cc.yaml: the session's crawl-sample run (conftest.crawl_run);
-- fineweb.yaml: the pages cc.yaml's language ID keeps, plus planted copies for its 64-bit MinHash;
+- fineweb.yaml: English pages of the crawl sample, plus planted copies for its 64-bit MinHash;
 - extract-only.yaml (the baseline arm of `refinery pretrain --baseline`): the first records of the
   crawl sample, with --limit.
 
 The assertions hold for any thresholds: a stage's reasons are its own and its rule reproduces
 them, the funnel adds up against the files, a removed duplicate shares an LSH cluster with a
-kept document; never today's exact counts."""
+kept document; never today's exact counts.
+
+Then the `refinery run` options and refusals a user meets, end to end: --limit (the extract-only
+run), --overwrite over a folder that held something else, a page whose extraction runs out of
+time, and the output folders a run refuses to touch. The three runs start together: each is a
+CLI run with a local Ray of its own, and most of a small run is Ray starting."""
 from __future__ import annotations
 
+import json
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
+import yaml
 from warcio.archiveiterator import ArchiveIterator
 
 from conftest import REPO, run_cli
 from refinery.config import load_config
 from refinery.extract import extract_text
 from refinery.filters.fineweb import fineweb_quality
+from refinery.filters.language import identify_language, page_text
 from refinery.dedup.minhash import MinHashParams
+from refinery.schema import rows_from_pylist
+from refinery.stages import apply_stage
 from run_checks import (
     RunOutput,
     check_dedup_removals,
     check_filter_removals,
     check_funnel_against_files,
+    warc_payload,
     warc_record_row,
 )
-from warc_builders import write_warc
+from warc_builders import real_pages, write_warc
 
 PRESETS = REPO / "pipelines"
 LIMIT = 60  # records of the extract-only run
@@ -52,34 +64,95 @@ def copy_records(src: Path, offsets: list[int], all_offsets: list[int]) -> bytes
     return b"".join(data[o : ends[o]] for o in offsets)
 
 
+def fineweb_keeps(crawl: Path, candidates: list[dict], n: int) -> list[dict]:
+    """The WARC rows of the first `n` pages of 300+ words that fineweb.yaml's filter stages keep,
+    run here on them one by one: copies of these reach its dedup phase whatever its thresholds."""
+    stages = load_config(PRESETS / "fineweb.yaml").stages
+    found = []
+    for candidate in (c for c in candidates if c["n_words"] >= 300):
+        row = warc_record_row(str(crawl), candidate["source_offset"])
+        batch = rows_from_pylist([row])
+        for p in stages:
+            batch = apply_stage(batch, p)
+        if batch.column("removed_by")[0].as_py() is None:
+            found.append(row)
+            if len(found) == n:
+                return found
+    raise AssertionError(f"only {len(found)} pages of crawl_run pass fineweb.yaml's filters")
+
+
+def english_pages(cc: RunOutput, stats: dict, fineweb_stages: list) -> list[int]:
+    """Offsets of crawl-sample pages whose text cc.yaml's language ID kept: every one that
+    fineweb's own rules (its stages cc.yaml lacks, run here on crawl_run's texts) would likely
+    drop, and every fourth of the others, so that those rules have work in a run of ~100 pages."""
+    names = [s["stage"] for s in stats["stages"]]
+    after_language = names[names.index("language") + 1 :]
+    texts = [t for t in [cc.table("shards", ["source_offset", "text"]), *(cc.table(f"removed/{n}", ["source_offset", "text"]) for n in after_language)] if t is not None]
+    rows = [r for t in texts for r in t.to_pylist()]
+    own = [p for p in fineweb_stages if p.stage not in names]
+    batch = rows_from_pylist([{"id": str(r["source_offset"]), "text": r["text"]} for r in rows])
+    for p in own:
+        batch = apply_stage(batch, p)
+    flagged = {int(i) for i, by in zip(batch.column("id").to_pylist(), batch.column("removed_by").to_pylist()) if by}
+    others = sorted(r["source_offset"] for r in rows if r["source_offset"] not in flagged)
+    return sorted(flagged | set(others[::4]))
+
+
+GIANT_CHARS = 25_000_000  # a real page's body repeated: seconds of trafilatura's CPU time, far past timeout_s
+
+
+def giant(html: bytes, chars: int) -> bytes:
+    """The page with its body repeated inside one <body> until it is `chars` long."""
+    low = html.lower()
+    i = html.index(b">", low.index(b"<body")) + 1
+    j = low.rindex(b"</body")
+    return html[:i] + html[i:j] * (chars // (j - i) + 1) + html[j:]
+
+
 @pytest.fixture(scope="module")
 def runs(crawl_run, data_dir, tmp_path_factory):
-    """The fineweb.yaml and extract-only.yaml runs, started together (each is a CLI run with a
-    local Ray of its own). fineweb's input is one WARC: the pages cc.yaml's language ID kept in
-    crawl_run, then 3 exact copies and 4 edited copies ("the" -> "a") of kept pages under new URLs."""
+    """Three CLI runs, started together:
+    - fineweb.yaml over one WARC: English pages (`english_pages`), then 3 exact copies and 4
+      edited copies ("the" -> "a"), under new URLs, of pages fineweb.yaml's filters keep;
+    - extract-only.yaml over crawl-sample with --limit;
+    - extract-only.yaml with max_html_chars raised so that a 25 MB page reaches trafilatura
+      (timeout_s stays the default), over three English pages and that page, into a folder that
+      held a note and a stale shard, with --overwrite; its input is a glob."""
     cc_out, _, cc_stats = crawl_run
     crawl = data_dir / "crawl-sample" / "real-pages.warc.gz"
     cc = RunOutput(cc_out)
-    names = [s["stage"] for s in cc_stats["stages"]]
-    before_text_filters = names[: names.index("language") + 1]
-    rows = {n: cc.table(f"removed/{n}", ["source_offset"]) for n in names}
-    every = [o for t in [cc.table("shards", ["source_offset"]), *rows.values()] if t is not None for o in t.column(0).to_pylist()]
-    dropped = {o for n in before_text_filters if rows[n] is not None for o in rows[n].column(0).to_pylist()}
-    english = sorted(set(every) - dropped)
-    kept = cc.table("shards", ["id", "url", "source_offset", "n_words"]).sort_by("id").to_pylist()
-    long_pages = [r for r in kept if r["n_words"] >= 300][:7]
+    fineweb = load_config(PRESETS / "fineweb.yaml")
+    every = [o for t in [cc.table("shards", ["source_offset"]), *(cc.table(f"removed/{s['stage']}", ["source_offset"]) for s in cc_stats["stages"])]
+             if t is not None for o in t.column(0).to_pylist()]
+    long_pages = fineweb_keeps(crawl, cc.table("shards", ["source_offset", "n_words"]).sort_by("source_offset").to_pylist(), 7)
+    english = sorted(set(english_pages(cc, cc_stats, fineweb.stages)) | {p["source_offset"] for p in long_pages})
     planted = []
-    for i, r in enumerate(long_pages):
-        html = warc_record_row(str(crawl), r["source_offset"])["html"].encode()
-        planted.append((f"https://mirror{i}.example/copy", html if i < 3 else html.replace(b" the ", b" a "), "text/html", "200 OK"))
+    for i, page in enumerate(long_pages):
+        content_type, html = warc_payload(str(crawl), page["source_offset"])
+        planted.append((f"https://mirror{i}.example/copy", html if i < 3 else html.replace(b" the ", b" a "), content_type, "200 OK"))
     folder = tmp_path_factory.mktemp("presets")
     extra = write_warc(folder / "planted.warc.gz", planted)
     fineweb_in = folder / "english.warc.gz"
     fineweb_in.write_bytes(copy_records(crawl, english, every) + extra.read_bytes())
+
+    pages = [(u, h) for u, h in real_pages(crawl, 40) if identify_language(page_text(h.decode("utf-8", "replace")))[0] == "en"][:4]
+    (url, html), normal = pages[0], pages[1:]
+    (folder / "in").mkdir()
+    timeout_in = write_warc(folder / "in" / "pages.warc.gz", [(u, h, "text/html", "200 OK") for u, h in normal] + [(url + "?giant", giant(html, GIANT_CHARS), "text/html", "200 OK")])
+    config = yaml.safe_load((PRESETS / "extract-only.yaml").read_text())
+    config["stages"][0]["max_html_chars"] = 2 * GIANT_CHARS
+    timeout_cfg = folder / "extract.yaml"
+    timeout_cfg.write_text(yaml.safe_dump(config))
+    (folder / "timeout" / "shards").mkdir(parents=True)
+    (folder / "timeout" / "notes.txt").write_text("not a run")
+    pq.write_table(pa.table({"stale": [1, 2, 3]}), folder / "timeout" / "shards" / "part-00000.parquet")
+
     commands = {
         "fineweb": ["run", "pipelines/fineweb.yaml", "--input", str(fineweb_in), "--output", str(folder / "fineweb"), "--write-removed"],
         "extract-only": ["run", "pipelines/extract-only.yaml", "--input", str(crawl), "--limit", str(LIMIT),
                          "--output", str(folder / "extract-only"), "--write-removed"],
+        "timeout": ["run", str(timeout_cfg), "--input", str(folder / "in" / "*.warc.gz"), "--output", str(folder / "timeout"),
+                    "--write-removed", "--overwrite"],
     }
     with ThreadPoolExecutor(len(commands)) as pool:
         procs = {name: pool.submit(run_cli, *args) for name, args in commands.items()}
@@ -90,6 +163,7 @@ def runs(crawl_run, data_dir, tmp_path_factory):
             out = RunOutput(folder / name)
             result[name] = (out, out.stats())
     result["planted"] = (long_pages, len(english))
+    result["timeout_case"] = (timeout_cfg, timeout_in, folder / "timeout", [u for u, _ in normal], url + "?giant")
     return result
 
 
@@ -176,3 +250,49 @@ def test_extract_only_yaml_removes_only_pages_without_text_and_keeps_every_langu
     not_english = RunOutput(cc_out).table("removed/language_prefilter", ["id"]).column("id").to_pylist()
     assert set(not_english) & {r["id"] for r in kept}
     assert Counter(r["id"] for r in kept).most_common(1)[0][1] == 1
+
+
+# --- run options and refusals ---------------------------------------------------------------------
+
+
+def test_overwrite_replaces_a_folder_that_held_something_else(runs):
+    _, _, out, _, _ = runs["timeout_case"]
+    assert not (out / "notes.txt").exists()
+    shards = pq.read_table(out / "shards")
+    assert "stale" not in shards.column_names
+    assert shards.num_rows == json.loads((out / "stats.json").read_text())["kept"]["docs"]
+
+
+def test_a_page_that_runs_out_of_extraction_time_is_removed_and_the_run_goes_on(runs):
+    _, _, out, normal, giant_url = runs["timeout_case"]
+    stats = json.loads((out / "stats.json").read_text())
+    extract = next(s for s in stats["stages"] if s["stage"] == "extract")
+    assert extract["removed"] == {"extract:timeout": 1}
+    removed = pq.read_table(out / "removed" / "extract").to_pylist()
+    assert [(r["url"], r["reason"]) for r in removed] == [(giant_url, "extract:timeout")]
+    assert sorted(pq.read_table(out / "shards", columns=["url"]).column("url").to_pylist()) == sorted(normal)
+
+
+def test_a_non_empty_folder_holding_no_run_is_refused_and_left_as_it_was(data_dir, tmp_path):
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "thesis.tex").write_text("weeks of work")
+    warc = data_dir / "warc-samples" / "common-crawl" / "CC-MAIN-2019-51-single.jwarc.warc.gz"
+    proc = run_cli("run", "pipelines/extract-only.yaml", "--input", str(warc), "--output", str(out), timeout=120)
+    assert proc.returncode == 2
+    assert "not empty and holds no Refinery run" in proc.stderr and "--overwrite" in proc.stderr
+    assert [p.name for p in out.iterdir()] == ["thesis.tex"] and (out / "thesis.tex").read_text() == "weeks of work"
+
+
+def test_a_rerun_whose_glob_now_matches_other_files_is_refused_and_the_finished_run_left_as_it_was(runs, data_dir):
+    cfg, warc, out, _, _ = runs["timeout_case"]
+    before = {f: f.stat().st_mtime_ns for f in out.rglob("*")}
+    added = warc.parent / "more.warc.gz"
+    added.write_bytes((data_dir / "warc-samples" / "common-crawl" / "CC-MAIN-2019-51-single.jwarc.warc.gz").read_bytes())
+    try:
+        proc = run_cli("run", str(cfg), "--input", str(warc.parent / "*.warc.gz"), "--output", str(out), "--write-removed", timeout=120)
+    finally:
+        added.unlink()
+    assert proc.returncode == 2, proc.stderr[-3000:]
+    assert "different config (changed: input files)" in proc.stderr and "--overwrite" in proc.stderr
+    assert {f: f.stat().st_mtime_ns for f in out.rglob("*")} == before
