@@ -38,6 +38,12 @@ def pytest_report_header(config) -> list[str]:
     return [data, "CI: a skipped test fails the run" if in_ci() else "not CI: tests without their data skip"]
 
 
+def pytest_terminal_summary(terminalreporter) -> None:
+    if not DATA.is_dir():
+        outcome = "failed: CI is set" if in_ci() else "were skipped"
+        terminalreporter.write_line(f"{missing_data()}; the tests that read it {outcome}", red=in_ci(), yellow=not in_ci())
+
+
 def _fail_if_ci(report) -> None:
     """Under CI, turn a skip (not an xfail) into a failure that says why the test did not run."""
     if report.skipped and in_ci() and not hasattr(report, "wasxfail"):
