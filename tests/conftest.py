@@ -22,8 +22,8 @@ def in_ci() -> bool:
     return os.environ.get("CI", "").strip().lower() not in ("", "0", "false")
 
 
-def missing_data(path: Path = DATA) -> str:
-    return f"real test data not found at {path} (expected {DATA}: the shared/data folder beside the repo)"
+def missing_data() -> str:
+    return f"real test data not found at {DATA} (the shared/data folder beside the repo)"
 
 
 @pytest.fixture(scope="session")
