@@ -11,7 +11,7 @@ Steps, each through the `refinery` CLI as a user would run it:
 2. WikiText-2 test (tokenized) -> WORK/wikitext-2-test.txt: each article (a " = Title = " heading and
    everything up to the next one) detokenized with refinery.model.data.detokenize_wikitext and
    written as one document, articles separated by blank lines (the .txt form `pretrain --eval`
-   reads). `<unk>` markers stay: the words are lost in the tokenized release.
+   reads; refinery.model.data.wikitext_articles). `<unk>` markers stay: the words are lost in the tokenized release.
 3. `refinery pretrain --shards REFINED --baseline BASELINE --eval WORK/wikitext-2-test.txt` with the
    same model size, token budget and seeds for both arms, into WORK/pretrain/<size>-<tokens>-seeds<...>/
    (pretrain resumes unfinished runs and skips finished ones, so an interrupted benchmark continues).
@@ -25,9 +25,7 @@ about half an epoch of the baseline (~5.8 MB). On a shared 2-core CPU the whole 
 24.5 minutes (3.6 for the two pipeline runs, ~5 per tiny training run); see BENCHMARKS.md.
 """
 import argparse
-import gzip
 import json
-import re
 import shlex
 import shutil
 import subprocess
@@ -39,13 +37,12 @@ from pathlib import Path
 import pyarrow.parquet as pq
 
 from refinery.model.cli import parse_count
-from refinery.model.data import detokenize_wikitext
+from refinery.model.data import wikitext_articles
 
 ROOT = Path(__file__).resolve().parent.parent
 CRAWL = ROOT.parent / "shared" / "data" / "crawl-sample" / "real-pages.warc.gz"
 WIKITEXT = ROOT.parent / "shared" / "data" / "wikitext-2-tokenized" / "test.txt.gz"
 ARMS = {"refined": ROOT / "pipelines" / "cc.yaml", "baseline": ROOT / "pipelines" / "extract-only.yaml"}
-_ARTICLE_HEADING = re.compile(r"= (?!=).*\S =")  # " = Title = ", not " = = Section = = "
 
 
 def main() -> int:
@@ -57,6 +54,8 @@ def main() -> int:
     parser.add_argument("--tokens", default="3M", help="training tokens per arm per seed (default: 3M)")
     parser.add_argument("--seeds", default="2", help="seeds, as `refinery pretrain --seeds` takes them (default: 2)")
     parser.add_argument("--device", default="cpu", choices=["auto", "cpu", "cuda"], help="default: cpu")
+    parser.add_argument("--compile", action=argparse.BooleanOptionalAction, default=None,
+                        help="torch.compile the model (default: `refinery pretrain`'s, on CUDA only)")
     parser.add_argument("--rerun", action="store_true",
                         help="redo the pipeline runs (--overwrite) and the pretrain runs even if they are done")
     args = parser.parse_args()
@@ -65,7 +64,7 @@ def main() -> int:
     work.mkdir(parents=True, exist_ok=True)
     reproduce = " ".join(["python", "benchmarks/pretrain_compare.py", "--work", shlex.quote(str(args.work)),
                           "--size", args.size, "--tokens", args.tokens, "--seeds", shlex.quote(args.seeds),
-                          *(["--device", args.device] if args.device != "cpu" else [])])
+                          *(["--device", args.device] if args.device != "cpu" else []), *_compile_flag(args.compile)])
     print(f"reproduce: (cd {shlex.quote(str(ROOT))} && {reproduce})", flush=True)
     refinery = _refinery_executable()
     timings: dict[str, float] = {}
@@ -101,7 +100,7 @@ def main() -> int:
     command = [refinery, "pretrain", "--shards", _rel(work / "refined" / "shards"),
                "--baseline", _rel(work / "baseline" / "shards"), "--eval", _rel(eval_path),
                "--tokens", args.tokens, "--seeds", args.seeds, "--size", args.size,
-               "--device", args.device, "--out", _rel(pretrain_out)]
+               "--device", args.device, "--out", _rel(pretrain_out), *_compile_flag(args.compile)]
     timings["pretrain_s"] = _call(command, "refinery pretrain")
 
     # 4. report
@@ -125,31 +124,13 @@ def main() -> int:
     print()
     print((pretrain_out / "report.md").read_text().rstrip())
     print(f"\ntimings: " + ", ".join(f"{name} {seconds:.0f}" for name, seconds in timings.items()))
-    print(f"outputs: {pretrain_out}/ (report.json, report.md, loss_curves.png), {work / 'summary.json'}")
+    print(f"outputs: {pretrain_out}/ (report.json, report.md, report.html), {work / 'summary.json'}")
     print(f"reproduce: (cd {shlex.quote(str(ROOT))} && {reproduce})")
     return 0
 
 
-def wikitext_articles(path: Path) -> list[str]:
-    """Tokenized WikiText -> one detokenized document per article. An article starts at a
-    top-level " = Title = " line between blank lines (a wrapped formula such as " = 1 <unk> / s ... = "
-    inside a paragraph is not one); its blank lines are dropped (a blank line separates documents in
-    the eval file), so its heading, section headings and paragraphs are joined by single newlines."""
-    with gzip.open(path, "rt", encoding="utf-8") as f:
-        lines = f.read().split("\n")
-    articles: list[list[str]] = []
-    for i, line in enumerate(lines):
-        blank_around = (i == 0 or not lines[i - 1].strip()) and (i + 1 == len(lines) or not lines[i + 1].strip())
-        if not articles or (blank_around and _ARTICLE_HEADING.fullmatch(line.strip())):
-            articles.append([])
-        articles[-1].append(line)
-    documents = []
-    for article in articles:
-        text = detokenize_wikitext("\n".join(article))
-        paragraphs = [line for line in text.split("\n") if line.strip()]
-        if paragraphs:
-            documents.append("\n".join(paragraphs))
-    return documents
+def _compile_flag(compile: bool | None) -> list[str]:
+    return [] if compile is None else ["--compile" if compile else "--no-compile"]
 
 
 def _arm_size(out: Path) -> dict:

@@ -1,25 +1,27 @@
 """`pretrain`: what does the cleaning buy? Train the same GPT with the same token budget and seeds
-on the refined shards and (optionally) on baseline shards, score every run on one held-out set
-with near-duplicates of either arm's training text removed, and report bits per byte.
+on each named arm of training text (`--arm NAME=DIR_OR_GLOB`; `--shards` and `--baseline` are the
+arms `refined` and `baseline`), score every run on each held-out set (`--eval`, repeatable) with
+near-duplicates of any arm's training text removed, and report bits per byte, with each arm's
+difference from the first arm (the baseline, when there is one) and its standard error over seeds.
 
-Outputs in --out: report.json, report.md, loss_curves.png, and per run <arm>/seed<k>/ with
-checkpoint.pt (rerunning the same command resumes unfinished runs and skips finished ones) and
-run.json (scores plus the full training-loss curve).
+Outputs in --out: report.json, report.md, report.html (one self-contained page: tables, bpb per
+arm with the seed spread, training-loss curves), and per run <arm>/seed<k>/ with checkpoint.pt and
+run.json (scores and the training-loss curve). Rerunning the same command skips finished runs and
+resumes unfinished ones from their last checkpoint (written every --checkpoint-every and at the end).
 """
 import argparse
 import json
 import re
-import statistics
 import sys
-from dataclasses import replace
 from pathlib import Path
 
-from .data import iter_parquet_texts, read_eval_documents, resolve_paths
-from .evaluate import MAX_OVERLAP, NGRAM, drop_training_overlap, score_documents
-from .gpt import SIZES
-from .train import H100_BF16_PEAK_TFLOPS, TrainConfig, resolve_device, train
+import torch
 
-ARM_COLORS = {"refined": (31, 119, 180), "baseline": (255, 127, 14)}
+from .compare import EvalSet, compare
+from .gpt import GPT, SIZES, config_for
+from .tokenizer import ByteTokenizer
+from .report import render_html, render_markdown
+from .train import TrainConfig, resolve_device
 
 
 def parse_count(text: str) -> int:
@@ -40,211 +42,139 @@ def parse_seeds(text: str) -> list[int]:
     return list(range(int(text)))
 
 
-def add_pretrain_parser(subparsers) -> argparse.ArgumentParser:
-    parser = subparsers.add_parser(
-        "pretrain",
-        help="train a GPT on refined (and baseline) shards and compare held-out bits per byte",
-        description=__doc__,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
-    parser.add_argument("--shards", action="append", required=True, metavar="DIR_OR_GLOB",
-                        help="refined Parquet shards (a `text` column): a file, directory or glob; repeatable")
-    parser.add_argument("--baseline", action="append", metavar="DIR_OR_GLOB",
-                        help="baseline shards to compare against, same forms; repeatable")
-    parser.add_argument("--eval", required=True, metavar="PATH",
-                        help="held-out set: .txt/.txt.gz (documents separated by blank lines), "
-                             ".jsonl (`text` field) or Parquet (`text` column)")
+def parse_duration(text: str) -> float:
+    """600, 90s, 10m, 1.5h -> seconds."""
+    match = re.fullmatch(r"\s*([0-9.]+)\s*([smh]?)\s*", text)
+    if not match:
+        raise argparse.ArgumentTypeError(f"not a duration: {text!r} (e.g. 600, 90s, 10m, 1h)")
+    return float(match.group(1)) * {"": 1, "s": 1, "m": 60, "h": 3600}[match.group(2)]
+
+
+def parse_named(text: str) -> tuple[str | None, str]:
+    """`NAME=VALUE` -> (NAME, VALUE); a plain value -> (None, VALUE). A name is letters, digits, `._-`."""
+    name, sep, value = text.partition("=")
+    if sep and re.fullmatch(r"[A-Za-z0-9._-]+", name):
+        return name, value
+    return None, text
+
+
+def parse_arm(text: str) -> tuple[str, str]:
+    name, spec = parse_named(text)
+    if name is None or not spec:
+        raise argparse.ArgumentTypeError(f"--arm wants NAME=DIR_OR_GLOB, not {text!r}")
+    return name, spec
+
+
+def add_training_options(parser: argparse.ArgumentParser, default_size: str | None) -> None:
+    """The options `pretrain` and `ablate` share; `default_size` None: `small` on CUDA, `mini` on the CPU."""
+    parser.add_argument("--eval", action="append", required=True, metavar="[NAME=]PATH",
+                        help="held-out set, repeatable: .txt/.txt.gz (documents separated by blank lines), "
+                             ".jsonl (`text` field) or Parquet (`text` column); NAME defaults to the file name")
     parser.add_argument("--tokens", type=parse_count, default=parse_count("10M"),
                         help="training tokens per arm per seed, e.g. 50M (default 10M)")
     parser.add_argument("--seeds", type=parse_seeds, default=[0],
                         help="number of seeds (3 = seeds 0,1,2) or a comma-separated list (0,5); default 1")
-    parser.add_argument("--size", choices=list(SIZES), default="small")
-    parser.add_argument("--out", type=Path, default=Path("pretrain-out"))
+    sizes = ", ".join(f"{name} ({_params(name)})" for name in SIZES)
+    parser.add_argument("--size", default=default_size, metavar="SIZE",
+                        help=f"model size: {sizes}; default {default_size or 'small on CUDA, mini on the CPU'}")
     parser.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto")
-    parser.add_argument("--compile", action="store_true", help="torch.compile the model")
+    parser.add_argument("--compile", action=argparse.BooleanOptionalAction, default=None,
+                        help="torch.compile the model (default: on CUDA, off on CPU)")
     parser.add_argument("--batch-size", type=int, help="sequences per micro-batch (default depends on --size)")
     parser.add_argument("--grad-accum", type=int, default=1, help="micro-batches per optimizer step")
     parser.add_argument("--seq-len", type=int, help="training and eval sequence length (default: the model's context)")
     parser.add_argument("--lr", type=float, help="peak learning rate (default depends on --size)")
-    parser.add_argument("--peak-tflops", type=float, default=H100_BF16_PEAK_TFLOPS,
-                        help="accelerator peak for MFU (default: H100 bf16 dense, 989)")
+    parser.add_argument("--peak-tflops", type=float,
+                        help="accelerator peak for MFU (default from the device name: H100 SXM/H200 989, "
+                             "H100 PCIe 756, A100 312; no MFU on other devices unless given)")
+    parser.add_argument("--checkpoint-every", type=parse_duration, default=parse_duration("10m"),
+                        help="wall time between checkpoints, e.g. 600, 90s, 10m (default 10m; always at the end)")
+
+
+def _params(size: str) -> str:
+    """`0.14M parameters`, counted on a shapes-only (meta) model."""
+    with torch.device("meta"):
+        params = GPT(config_for(size, ByteTokenizer.vocab_size)).num_params()
+    return f"{params / 1e6:.2g}M parameters"
+
+
+def training_config(args: argparse.Namespace) -> TrainConfig:
+    size = args.size or ("small" if resolve_device(args.device).startswith("cuda") else "mini")
+    try:
+        return TrainConfig(size=size, tokens=args.tokens, seq_len=args.seq_len, batch_size=args.batch_size,
+                           grad_accum=args.grad_accum, lr=args.lr, device=args.device, compile=args.compile,
+                           peak_tflops=args.peak_tflops, checkpoint_every=args.checkpoint_every).resolved()
+    except ValueError as e:
+        raise SystemExit(f"refinery: {e}") from None
+
+
+def eval_sets(specs: list[str]) -> list[EvalSet]:
+    sets = []
+    for spec in specs:
+        name, path = parse_named(spec)
+        path = Path(path)
+        name = name or re.sub(r"\.(txt|jsonl)(\.gz)?$|\.parquet$", "", path.name)
+        if any(e.name == name for e in sets):
+            raise SystemExit(f"refinery: two eval sets are named {name!r}: name them, --eval NAME=PATH")
+        if not path.exists():
+            raise SystemExit(f"refinery: eval set {path} does not exist")
+        sets.append(EvalSet(name, path))
+    return sets
+
+
+def write_reports(report: dict, out: Path) -> None:
+    (out / "report.json").write_text(json.dumps(report, indent=2) + "\n")
+    (out / "report.md").write_text(render_markdown(report))
+    (out / "report.html").write_text(render_html(report), encoding="utf-8")
+
+
+def add_pretrain_parser(subparsers) -> argparse.ArgumentParser:
+    parser = subparsers.add_parser(
+        "pretrain",
+        help="train a GPT on named arms of shards (e.g. refined and baseline) and compare held-out bits per byte",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--arm", action="append", type=parse_arm, default=[], metavar="NAME=DIR_OR_GLOB",
+                        help="an arm's Parquet shards (a `text` column): a file, directory or glob; repeatable, "
+                             "also with one NAME several times; arms are compared in the order given")
+    parser.add_argument("--shards", action="append", default=[], metavar="DIR_OR_GLOB",
+                        help="shorthand for --arm refined=DIR_OR_GLOB")
+    parser.add_argument("--baseline", action="append", default=[], metavar="DIR_OR_GLOB",
+                        help="shorthand for --arm baseline=DIR_OR_GLOB; the baseline is the reference arm (first)")
+    parser.add_argument("--out", type=Path, default=Path("pretrain-out"))
+    add_training_options(parser, default_size="small")
     parser.set_defaults(func=run_pretrain)
     return parser
 
 
+def pretrain_arms(args: argparse.Namespace) -> dict[str, list[str]]:
+    arms: dict[str, list[str]] = {}
+    for name, spec in [("baseline", s) for s in args.baseline] + args.arm + [("refined", s) for s in args.shards]:
+        arms.setdefault(name, []).append(spec)
+    return arms
+
+
 def run_pretrain(args: argparse.Namespace) -> int:
-    arms = {"refined": args.shards} | ({"baseline": args.baseline} if args.baseline else {})
-    arm_files = {arm: resolve_paths(specs) for arm, specs in arms.items()}
-    device = resolve_device(args.device)
-    args.out.mkdir(parents=True, exist_ok=True)
-
-    eval_docs = read_eval_documents(args.eval)
-    training_files = sorted(set().union(*arm_files.values()))
-    print(f"eval: {len(eval_docs)} documents; checking them against {len(training_files)} training shards", flush=True)
-    scored_docs, dropped = drop_training_overlap(eval_docs, iter_parquet_texts(training_files))
-    print(f"eval: dropped {len(dropped)} documents sharing >{MAX_OVERLAP:.0%} of their {NGRAM}-grams "
-          f"with training text; scoring {len(scored_docs)}", flush=True)
-    if not scored_docs:
-        print("error: no eval documents left to score", file=sys.stderr)
+    arms = pretrain_arms(args)
+    if not arms:
+        print("refinery pretrain: name at least one arm (--arm NAME=DIR_OR_GLOB, --shards or --baseline)", file=sys.stderr)
         return 2
-
-    base_config = TrainConfig(size=args.size, tokens=args.tokens, seq_len=args.seq_len, batch_size=args.batch_size,
-                              grad_accum=args.grad_accum, lr=args.lr, device=device, compile=args.compile,
-                              peak_tflops=args.peak_tflops).resolved()
-    runs: dict[str, list[dict]] = {arm: [] for arm in arms}
-    curves: dict[tuple[str, int], list] = {}
-    for seed in args.seeds:  # arms interleaved, so an interrupted sweep still has comparable pairs
-        for arm in arms:
-            run_dir = args.out / arm / f"seed{seed}"
-            result = train(replace(base_config, seed=seed), arm_files[arm], run_dir / "checkpoint.pt",
-                           label=f"[{arm} seed {seed}] ")
-            score = score_documents(result.model, result.tokenizer, scored_docs,
-                                    base_config.seq_len, base_config.batch_size, device)
-            run = {
-                "seed": seed,
-                "bpb": score.bpb,
-                "perplexity": score.perplexity,
-                "tokens_seen": result.tokens_seen,
-                "steps": result.steps,
-                "final_train_loss": result.losses[-1][1],
-                "train_tokens_per_s": result.tokens_per_s,
-                "mfu": result.mfu,
-            }
-            print(f"[{arm} seed {seed}] eval bpb {score.bpb:.4f} | perplexity {score.perplexity:.3f}", flush=True)
-            (run_dir / "run.json").write_text(json.dumps({**run, "eval": score.to_dict(), "loss_curve": result.losses}))
-            runs[arm].append(run)
-            curves[arm, seed] = result.losses
-
-    report = {
-        "model": {
-            "size": args.size,
-            "params": result.model.num_params(),
-            "flops_per_token": result.model.flops_per_token(base_config.seq_len),
-        },
-        "tokenizer": result.tokenizer.state_dict(),
-        "training": {
-            "tokens_per_run": args.tokens,
-            "seeds": args.seeds,
-            "seq_len": base_config.seq_len,
-            "batch_size": base_config.batch_size,
-            "grad_accum": base_config.grad_accum,
-            "lr": base_config.lr,
-            "device": device,
-        },
-        "eval": {
-            "path": str(args.eval),
-            "docs_total": len(eval_docs),
-            "docs_scored": len(scored_docs),
-            "bytes_scored": score.bytes,
-            "dedup": f"dropped if more than {MAX_OVERLAP:.0%} of a document's distinct word {NGRAM}-grams "
-                     "occur in any arm's training text",
-        },
-        "eval_docs_dropped": len(dropped),
-        "arms": {arm: _summarize_arm(arms[arm], arm_files[arm], runs[arm]) for arm in arms},
-        "bpb_relative_difference": None,
-    }
-    if "baseline" in arms:
+    config, evals = training_config(args), eval_sets(args.eval)
+    args.out.mkdir(parents=True, exist_ok=True)
+    try:
+        report = compare(arms, evals, config, args.seeds, args.out)
+    except (FileNotFoundError, ValueError) as e:
+        print(f"refinery pretrain: {e}", file=sys.stderr)
+        return 2
+    report["bpb_relative_difference"] = None
+    if {"refined", "baseline"} <= set(arms):
         refined, baseline = (report["arms"][arm]["mean"]["bpb"] for arm in ("refined", "baseline"))
         report["bpb_relative_difference"] = (refined - baseline) / baseline
-    (args.out / "report.json").write_text(json.dumps(report, indent=2) + "\n")
-    (args.out / "report.md").write_text(render_markdown(report))
-    if not plot_loss_curves(curves, args.out / "loss_curves.png"):
-        print("note: Pillow is not installed, loss_curves.png not drawn (curves are in each run.json)")
+    write_reports(report, args.out)
     print(render_markdown(report), flush=True)
-    print(f"wrote {args.out / 'report.json'}, report.md, loss_curves.png")
+    print(f"wrote {args.out / 'report.json'}, report.md, report.html")
     return 0
-
-
-def _summarize_arm(specs: list[str], files: list[Path], runs: list[dict]) -> dict:
-    bpbs = [run["bpb"] for run in runs]
-    return {
-        "shards": specs,
-        "shard_files": len(files),
-        "runs": runs,
-        "mean": {
-            "bpb": statistics.fmean(bpbs),
-            "perplexity": statistics.fmean(run["perplexity"] for run in runs),
-            "tokens_seen": statistics.fmean(run["tokens_seen"] for run in runs),
-        },
-        "bpb_std": statistics.stdev(bpbs) if len(bpbs) > 1 else None,
-    }
-
-
-def render_markdown(report: dict) -> str:
-    training, evaluation = report["training"], report["eval"]
-    lines = [
-        "# Pretraining comparison",
-        "",
-        f"Model `{report['model']['size']}` ({report['model']['params']:,} parameters), byte-level tokenizer, "
-        f"{training['tokens_per_run']:,} training tokens per run, seeds {', '.join(map(str, training['seeds']))}.",
-        f"Eval set `{evaluation['path']}`: {evaluation['docs_scored']} documents ({evaluation['bytes_scored']:,} bytes) scored, "
-        f"{report['eval_docs_dropped']} dropped as near-duplicates of training text.",
-        "",
-        "| arm | seed | tokens seen | bpb | perplexity (per token) |",
-        "| --- | --- | ---: | ---: | ---: |",
-    ]
-    for arm, summary in report["arms"].items():
-        for run in summary["runs"]:
-            lines.append(f"| {arm} | {run['seed']} | {run['tokens_seen']:,} | {run['bpb']:.4f} | {run['perplexity']:.3f} |")
-        mean = summary["mean"]
-        spread = f" ± {summary['bpb_std']:.4f}" if summary["bpb_std"] is not None else ""
-        lines.append(f"| **{arm}** | mean | {mean['tokens_seen']:,.0f} | **{mean['bpb']:.4f}**{spread} | {mean['perplexity']:.3f} |")
-    if report["bpb_relative_difference"] is not None:
-        lines += ["", f"bpb relative difference, refined vs baseline: **{report['bpb_relative_difference']:+.2%}** "
-                      "(negative: the refined data trains a better model)."]
-    return "\n".join(lines) + "\n"
-
-
-def plot_loss_curves(curves: dict[tuple[str, int], list[tuple[int, float]]], path: Path) -> bool:
-    """Training loss vs tokens seen, one line per arm and seed. Pillow is imported here, not at the
-    top, because model/ must import with torch, numpy and pyarrow alone; False if it is missing."""
-    try:
-        from PIL import Image, ImageDraw
-    except ImportError:
-        return False
-    width, height, left, right, top, bottom = 960, 540, 80, 190, 40, 60
-    image = Image.new("RGB", (width, height), "white")
-    draw = ImageDraw.Draw(image)
-    points = [point for curve in curves.values() for point in curve]
-    x_max = max(tokens for tokens, _ in points)
-    y_min, y_max = min(loss for _, loss in points), max(loss for _, loss in points)
-    y_min, y_max = (y_min - 0.05, y_max + 0.05) if y_max - y_min < 0.1 else (y_min, y_max)
-
-    def pixel(tokens: float, loss: float) -> tuple[float, float]:
-        x = left + (width - left - right) * tokens / x_max
-        return x, top + (height - top - bottom) * (y_max - loss) / (y_max - y_min)
-
-    draw.rectangle([left, top, width - right, height - bottom], outline="black")
-    for i in range(6):
-        tokens, loss = x_max * i / 5, y_min + (y_max - y_min) * i / 5
-        x, _ = pixel(tokens, y_min)
-        _, y = pixel(0, loss)
-        draw.line([x, height - bottom, x, height - bottom + 5], fill="black")
-        draw.text((x - 15, height - bottom + 8), _short_count(tokens), fill="black")
-        draw.line([left - 5, y, left, y], fill="black")
-        draw.text((left - 45, y - 6), f"{loss:.2f}", fill="black")
-    draw.text((left, 12), "training loss (nats/token) vs tokens seen", fill="black")
-    draw.text(((width - right + left) // 2 - 30, height - 25), "tokens seen", fill="black")
-
-    seeds_per_arm: dict[str, int] = {}
-    for row, ((arm, seed), curve) in enumerate(curves.items()):
-        shade = seeds_per_arm.get(arm, 0)
-        seeds_per_arm[arm] = shade + 1
-        base = ARM_COLORS.get(arm, (44, 160, 44))
-        color = tuple(int(c + (255 - c) * min(0.7, 0.35 * shade)) for c in base)  # later seeds lighter
-        draw.line([pixel(tokens, loss) for tokens, loss in curve], fill=color, width=2)
-        legend_y = top + 10 + 18 * row
-        draw.line([width - right + 15, legend_y + 6, width - right + 40, legend_y + 6], fill=color, width=3)
-        draw.text((width - right + 46, legend_y), f"{arm} seed {seed}", fill="black")
-    image.save(path)
-    return True
-
-
-def _short_count(value: float) -> str:
-    for unit, scale in (("B", 1e9), ("M", 1e6), ("k", 1e3)):
-        if value >= scale:
-            return f"{value / scale:.3g}{unit}"
-    return f"{value:.0f}"
 
 
 def main(argv: list[str] | None = None) -> int:

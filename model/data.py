@@ -187,6 +187,7 @@ def _read_text(path: str | Path) -> str:
         return f.read()
 
 
+_ARTICLE_HEADING = re.compile(r"= (?!=).*\S =")  # " = Title = ", not " = = Section = = "
 _WIKITEXT_HEADING = re.compile(r"^(=\s)+(.*?)(\s=)+$")
 _WIKITEXT_RULES = [
     (re.compile(r" @([-,.])@ "), r"\1"),  # 1 @,@ 000 -> 1,000 ; red @-@ tipped -> red-tipped
@@ -210,3 +211,25 @@ def detokenize_wikitext(text: str) -> str:
             line = pattern.sub(replacement, line)
         lines.append(line)
     return "\n".join(lines)
+
+
+def wikitext_articles(path: str | Path) -> list[str]:
+    """Tokenized WikiText -> one detokenized document per article. An article starts at a
+    top-level " = Title = " line between blank lines (a wrapped formula such as " = 1 <unk> / s ... = "
+    inside a paragraph is not one); its blank lines are dropped (a blank line separates documents in
+    the eval file), so its heading, section headings and paragraphs are joined by single newlines."""
+    with gzip.open(path, "rt", encoding="utf-8") as f:
+        lines = f.read().split("\n")
+    articles: list[list[str]] = []
+    for i, line in enumerate(lines):
+        blank_around = (i == 0 or not lines[i - 1].strip()) and (i + 1 == len(lines) or not lines[i + 1].strip())
+        if not articles or (blank_around and _ARTICLE_HEADING.fullmatch(line.strip())):
+            articles.append([])
+        articles[-1].append(line)
+    documents = []
+    for article in articles:
+        text = detokenize_wikitext("\n".join(article))
+        paragraphs = [line for line in text.split("\n") if line.strip()]
+        if paragraphs:
+            documents.append("\n".join(paragraphs))
+    return documents

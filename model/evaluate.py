@@ -69,7 +69,7 @@ def score_documents(model, tokenizer, docs: list[str], seq_len: int, batch_size:
         inputs, targets = batch[:, :-1], batch[:, 1:]
         with autocast(device):
             logits, _ = model(inputs)
-        nats = F.cross_entropy(logits.float().view(-1, logits.size(-1)), targets.reshape(-1), reduction="none")
+        nats = F.cross_entropy(logits.float().reshape(-1, logits.size(-1)), targets.reshape(-1), reduction="none")
         scored = targets.reshape(-1) != tokenizer.eos_id
         total_nats += nats[scored].sum().item()
         total_tokens += int(scored.sum().item())
@@ -104,31 +104,40 @@ def _word_hash(word: str, cache: dict) -> int:
     return value
 
 
+def eval_ngrams(eval_docs: list[str], n: int = NGRAM) -> tuple[list[np.ndarray], np.ndarray]:
+    """Each eval document's distinct n-gram hashes, and all of them, sorted and unique."""
+    cache: dict = {}
+    doc_ngrams = [np.unique(ngram_hashes(doc, n, cache)) for doc in eval_docs]
+    return doc_ngrams, np.unique(np.concatenate(doc_ngrams)) if doc_ngrams else np.empty(0, dtype=np.uint64)
+
+
+def seen_ngrams(wanted: np.ndarray, training_texts: Iterable[str], n: int = NGRAM) -> np.ndarray:
+    """The hashes of `wanted` (sorted, unique) that occur in the training text, which is streamed
+    once, keeping only the wanted n-grams in memory."""
+    cache: dict = {}
+    seen = np.zeros(len(wanted), dtype=bool)
+    for text in training_texts:
+        hashes = ngram_hashes(text, n, cache)
+        if len(hashes) and len(wanted):
+            positions = np.searchsorted(wanted, hashes)
+            positions[positions == len(wanted)] = 0
+            seen[positions[wanted[positions] == hashes]] = True
+        if len(cache) > 5_000_000:  # bound memory on huge vocabularies; hashes stay the same
+            cache.clear()
+    return wanted[seen]
+
+
+def overlapping_documents(doc_ngrams: list[np.ndarray], seen: np.ndarray, max_overlap: float = MAX_OVERLAP) -> list[int]:
+    """Indices of the documents more than `max_overlap` of whose distinct n-grams were seen."""
+    return [i for i, grams in enumerate(doc_ngrams) if len(grams) and np.isin(grams, seen).mean() > max_overlap]
+
+
 def drop_training_overlap(
     eval_docs: list[str], training_texts: Iterable[str], n: int = NGRAM, max_overlap: float = MAX_OVERLAP
 ) -> tuple[list[str], list[int]]:
     """(kept documents, indices of dropped ones): a document is dropped when the share of its
-    distinct n-grams found in the training text exceeds `max_overlap`. Streams the training text
-    once, keeping only the eval n-grams in memory."""
-    cache: dict = {}
-    doc_ngrams = [np.unique(ngram_hashes(doc, n, cache)) for doc in eval_docs]
-    eval_ngrams = np.unique(np.concatenate(doc_ngrams)) if doc_ngrams else np.empty(0, dtype=np.uint64)
-    seen = np.zeros(len(eval_ngrams), dtype=bool)
-    for text in training_texts:
-        hashes = ngram_hashes(text, n, cache)
-        if len(hashes) and len(eval_ngrams):
-            positions = np.searchsorted(eval_ngrams, hashes)
-            positions[positions == len(eval_ngrams)] = 0
-            hits = positions[eval_ngrams[positions] == hashes]
-            seen[hits] = True
-        if len(cache) > 5_000_000:  # bound memory on huge vocabularies; hashes stay the same
-            cache.clear()
-    seen_ngrams = eval_ngrams[seen]
-    kept, dropped = [], []
-    for index, (doc, ngrams) in enumerate(zip(eval_docs, doc_ngrams)):
-        overlap = np.isin(ngrams, seen_ngrams).mean() if len(ngrams) else 0.0
-        if overlap > max_overlap:
-            dropped.append(index)
-        else:
-            kept.append(doc)
-    return kept, dropped
+    distinct n-grams found in the training text exceeds `max_overlap`."""
+    doc_ngrams, wanted = eval_ngrams(eval_docs, n)
+    dropped = overlapping_documents(doc_ngrams, seen_ngrams(wanted, training_texts, n), max_overlap)
+    dropped_set = set(dropped)
+    return [doc for i, doc in enumerate(eval_docs) if i not in dropped_set], dropped

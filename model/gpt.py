@@ -2,7 +2,9 @@
 
 Pre-norm blocks, learned position embeddings, token embedding tied to the output head, and
 attention through `F.scaled_dot_product_attention(is_causal=True)`, which on CUDA dispatches
-to a fused flash-attention kernel.
+to a fused flash-attention kernel. The embedding has a row count padded to a multiple of 64
+(tensor-core friendly shapes for the output matmul); the padding rows are never an input and
+the logits are cut back to the real vocabulary, so probabilities are over real symbols only.
 """
 import math
 from dataclasses import dataclass
@@ -20,20 +22,35 @@ class GPTConfig:
     n_head: int
     n_embd: int
 
+    @property
+    def padded_vocab_size(self) -> int:
+        return -(-self.vocab_size // VOCAB_MULTIPLE) * VOCAB_MULTIPLE
 
-# Shapes only: the vocabulary comes from the tokenizer. "gpt2-124m" is GPT-2 small's body; with the
-# 257-symbol byte vocabulary it has ~86M parameters, since GPT-2's 50k-token embedding (38M) is gone.
+
+VOCAB_MULTIPLE = 64
+# Shapes only: the vocabulary comes from the tokenizer. Names say the parameter count with the
+# 257-symbol byte vocabulary (padded to 320 rows), position embeddings included.
 SIZES = {
-    "tiny": dict(n_layer=2, n_head=2, n_embd=64, block_size=256),  # ~0.1M: CPU tests in seconds
-    "small": dict(n_layer=10, n_head=8, n_embd=512, block_size=1024),  # ~32M
-    "gpt2-124m": dict(n_layer=12, n_head=12, n_embd=768, block_size=1024),
+    "tiny": dict(n_layer=2, n_head=2, n_embd=64, block_size=256),  # 0.14M: CPU tests in seconds
+    "mini": dict(n_layer=4, n_head=4, n_embd=96, block_size=256),  # 0.50M: CPU ablations, minutes per run
+    "small": dict(n_layer=10, n_head=8, n_embd=512, block_size=1024),  # 32M: GPU
+    "gpt2-86m": dict(n_layer=12, n_head=12, n_embd=768, block_size=1024),  # GPT-2 small's body: 86M, not 124M
 }
+# Old names, refused with the new one: GPT-2 small's 124M counted its 50k-token embedding (38M).
+RENAMED_SIZES = {"gpt2-124m": "gpt2-86m"}
+
+
+def check_size(size: str) -> str:
+    if size in RENAMED_SIZES:
+        raise ValueError(f"model size {size!r} is now {RENAMED_SIZES[size]!r}: it has 86M parameters "
+                         "with the byte vocabulary (GPT-2's 124M counted a 50k-token embedding)")
+    if size not in SIZES:
+        raise ValueError(f"unknown model size {size!r}; choose from {sorted(SIZES)}")
+    return size
 
 
 def config_for(size: str, vocab_size: int) -> GPTConfig:
-    if size not in SIZES:
-        raise ValueError(f"unknown model size {size!r}; choose from {sorted(SIZES)}")
-    return GPTConfig(vocab_size=vocab_size, **SIZES[size])
+    return GPTConfig(vocab_size=vocab_size, **SIZES[check_size(size)])
 
 
 class CausalSelfAttention(nn.Module):
@@ -82,11 +99,11 @@ class GPT(nn.Module):
     def __init__(self, config: GPTConfig):
         super().__init__()
         self.config = config
-        self.token_embedding = nn.Embedding(config.vocab_size, config.n_embd)
+        self.token_embedding = nn.Embedding(config.padded_vocab_size, config.n_embd)
         self.position_embedding = nn.Embedding(config.block_size, config.n_embd)
         self.blocks = nn.ModuleList(Block(config) for _ in range(config.n_layer))
         self.ln_final = nn.LayerNorm(config.n_embd, bias=False)
-        self.lm_head = nn.Linear(config.n_embd, config.vocab_size, bias=False)
+        self.lm_head = nn.Linear(config.n_embd, config.padded_vocab_size, bias=False)
         self.lm_head.weight = self.token_embedding.weight  # tied: one matrix reads and writes tokens
 
         self.apply(self._init_weights)
@@ -110,10 +127,10 @@ class GPT(nn.Module):
         x = self.token_embedding(idx) + self.position_embedding(positions)
         for block in self.blocks:
             x = block(x)
-        logits = self.lm_head(self.ln_final(x))
+        logits = self.lm_head(self.ln_final(x))[..., : self.config.vocab_size]
         if targets is None:
             return logits, None
-        loss = F.cross_entropy(logits.float().view(-1, logits.size(-1)), targets.reshape(-1))
+        loss = F.cross_entropy(logits.float().reshape(-1, logits.size(-1)), targets.reshape(-1))
         return logits, loss
 
     def num_params(self, with_position_embedding: bool = True) -> int:

@@ -58,7 +58,8 @@ def _one_by_one(batch: pa.Table, stage: str, run_stage, out: Output, note: str, 
 def _removed(row: pa.Table, stage: str) -> pa.Table:
     r = row.to_pylist()[0]
     if r["removed_by"] is None:
-        r.update(removed_by=stage, reason=f"{stage}:{CRASH_REASON}", html=None, text=None, n_words=None, n_chars=None)
+        r.update(removed_by=stage, reason=f"{stage}:{CRASH_REASON}", reason_detail="its worker died on it twice",
+                 html=None, text=None, n_words=None, n_chars=None)
     return pa.Table.from_pylist([r], schema=ROW)
 
 

@@ -12,6 +12,7 @@ import trafilatura
 from pydantic import Field
 
 from refinery.params import Params
+from refinery.reason import Reason, measured, number
 
 _URL = re.compile(r"(?:https?://|www\.)\S+", re.I)
 _BLANK_LINES = re.compile(r"\n{3,}")
@@ -61,10 +62,10 @@ def clean_text(text: str) -> str:
     return _BLANK_LINES.sub("\n\n", text).strip()
 
 
-def extract_text(html: str, p: ExtractParams) -> tuple[str | None, str | None]:
+def extract_text(html: str, p: ExtractParams) -> tuple[str | None, Reason | None]:
     """(text, None) on success, or (None, reason) when the page yields no text."""
     if len(html) > p.max_html_chars:
-        return None, "extract:html_too_large"
+        return None, Reason("extract:html_too_large", measured("HTML chars", len(html), ">", p.max_html_chars))
     try:
         with time_limit(p.timeout_s):
             text = trafilatura.extract(
@@ -75,10 +76,10 @@ def extract_text(html: str, p: ExtractParams) -> tuple[str | None, str | None]:
                 deduplicate=False,  # trafilatura's dedup cache is per process: results would depend on scheduling
             )
     except ExtractionTimeout:
-        return None, "extract:timeout"
-    except Exception:  # lxml and trafilatura raise many types on malformed pages
-        return None, "extract:error"
+        return None, Reason("extract:timeout", f"over {number(p.timeout_s)} s of CPU time")
+    except Exception as e:  # lxml and trafilatura raise many types on malformed pages
+        return None, Reason("extract:error", f"{type(e).__name__}: {e}"[:200])
     text = clean_text(text or "")
     if len(text) < max(p.min_chars, 1):
-        return None, "extract:empty"
+        return None, Reason("extract:empty", measured("text chars", len(text), "<", max(p.min_chars, 1)))
     return text, None

@@ -15,6 +15,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
+from refinery.ablation import Arm, arm_views, discard_parts_not_in
 from refinery.config import RunConfig
 from refinery.io.sources import list_inputs, open_input
 from refinery.io.storage import Output
@@ -23,10 +24,10 @@ from refinery.dedup.clusters import doc_ids_from_strings
 from refinery.dedup.phase import EDGE_SCHEMA, REASONS, UrlDedupParams, bucket_rows, partition_edges, removals
 from refinery.crash_guard import ATTEMPTS_DIR, guarded
 from refinery.resume import (
-    COMPLETE, FILTERED_DIR, INPUTS_DIR, PARTS_DIR, RESUME, STAGING_DIR,
+    COMPLETE, FILTERED_DIR, INPUTS_DIR, PARTS_DIR, REMOVED_LINES_DIR, RESUME, STAGING_DIR,
     as_ranges, discard_unfinished, inputs_to_do, open_run, part_name,
 )
-from refinery.schema import REMOVED_COLUMNS, SHARD, SHARD_COLUMNS, ids_hash
+from refinery.schema import REMOVED_COLUMNS, REMOVED_LINES, SHARD, SHARD_COLUMNS, ids_hash
 from refinery.stages import apply_stage
 from refinery.stats import KEPT, batch_counts, format_table, funnel, merge_counts
 
@@ -107,11 +108,23 @@ def write_outcomes(out: Output, name: str, batch: pa.Table, write_removed: bool,
         for stage in set(removed_by.to_pylist()) - {None}:
             rows = batch.filter(pc.equal(removed_by, stage)).select(columns)
             out.write_parquet(f"removed/{stage}/{name}.parquet", rows)
+        if "removed_lines" in batch.column_names:
+            lines = removed_lines(batch)
+            for stage in pc.unique(lines.column("stage")).to_pylist():
+                out.write_parquet(f"{REMOVED_LINES_DIR}/{stage}/{name}.parquet", lines.filter(pc.equal(lines.column("stage"), stage)))
     kept = batch.filter(pc.is_null(removed_by)).select(SHARD_COLUMNS)
     if extra is not None and kept.num_rows:
         out.write_parquet(f"{FILTERED_DIR}/{name}.parquet", kept)
     out.write_json(f"{parts_dir}/{name}.json", batch_counts(batch) | (extra or {}))
     return kept
+
+
+def removed_lines(batch: pa.Table) -> pa.Table:
+    """One row per line a text-modifying stage removed (REMOVED_LINES), from the rows' lists."""
+    lists = batch.column("removed_lines").combine_chunks()
+    owner = batch.select(["id", "url", "source", "source_offset"]).take(pc.list_parent_indices(lists))
+    flat = pc.list_flatten(lists)
+    return pa.Table.from_arrays(owner.columns + flat.flatten(), schema=REMOVED_LINES)
 
 
 def commit_parts(batch: pa.Table, output: str, names: dict[str, str], write_removed: bool) -> pa.Table:
@@ -136,8 +149,6 @@ def run(cfg: RunConfig, overwrite: bool = False) -> dict:
     """Run the filter phase over the inputs not finished yet, then the final pass (dedup if
     configured, else compaction into shards); returns the stats also written to OUTPUT/stats.json.
     Re-running the command of an interrupted run resumes it (refinery.resume)."""
-    import ray.data
-
     files = list_inputs(cfg.input)
     out = Output(cfg.output)
     state = open_run(out, cfg, files, overwrite)
@@ -147,17 +158,18 @@ def run(cfg: RunConfig, overwrite: bool = False) -> dict:
     if state == RESUME:
         discard_unfinished(out, [p.stage for p in cfg.dedup])
     start_ray(cfg.workers)
-    ctx = ray.data.DataContext.get_current()
-    ctx.execution_options.preserve_order = True  # same inputs, same shards
-    ctx.target_max_block_size = 16 * 1024 * 1024  # several blocks per WARC file, so one file spreads over workers
+    configure_data_context()
 
     started = time.monotonic()
     todo = inputs_to_do(out, files)
     if todo:
         filter_phase(cfg, todo, out)
-    seconds = {"filter_phase": round(time.monotonic() - started, 2)}
+    return final_pass(cfg, out, files, {"filter_phase": round(time.monotonic() - started, 2)})
+
+
+def final_pass(cfg: RunConfig, out: Output, files: list[str], seconds: dict) -> dict:
+    """After the filter phase: dedup (if configured) or compaction, the shards, stats.json."""
     counts = merge_counts(out.read_jsons(out.list_files(PARTS_DIR, ".json")))
-    stage_names = [s.stage for s in cfg.stages]
     dedup_info = {}
     started = time.monotonic()
     if cfg.dedup:
@@ -165,12 +177,11 @@ def run(cfg: RunConfig, overwrite: bool = False) -> dict:
         seconds["dedup_phase"] = round(time.monotonic() - started, 2)
         dedup_counts = merge_counts(out.read_jsons(out.list_files(DEDUP_PARTS_DIR, ".json")))
         counts = replace_kept(counts, dedup_counts)
-        stage_names += [p.stage for p in cfg.dedup]
     else:
         compact(cfg, out)
         seconds["compaction"] = round(time.monotonic() - started, 2)
     publish_shards(out)
-    stats = funnel(counts, stage_names)
+    stats = funnel(counts, [s.stage for s in cfg.stages], [p.stage for p in cfg.dedup])
     stats["dedup"] = dedup_info
     stats["inputs"] = files
     stats["seconds"] = seconds
@@ -180,16 +191,80 @@ def run(cfg: RunConfig, overwrite: bool = False) -> dict:
     return stats
 
 
-def filter_phase(cfg: RunConfig, todo: list[dict], out: Output) -> None:
-    """Every record of the inputs to do through the stages, committed in parts."""
+def run_ablation(cfg: RunConfig, arms: list[Arm], overwrite: bool = False) -> list[dict]:
+    """The data of an ablation of `cfg` (refinery.ablation): one filter phase that reads and
+    extracts every record once and commits each arm's view of every batch to the arm's output,
+    then each arm's final pass. Each arm's output is that of a standalone run of its config and
+    resumes like one; the last arm's committed parts say what the shared pass has done."""
+    files = list_inputs(cfg.input)
+    outs = [Output(arm.config.output) for arm in arms]
+    states = [open_run(out, arm.config, files, overwrite) for out, arm in zip(outs, arms)]
+    if all(state == COMPLETE for state in states):
+        return [out.read_json("stats.json") for out in outs]
+    committed = {rel.rsplit("/", 1)[-1].removesuffix(".json") for rel in outs[-1].list_files(PARTS_DIR, ".json")}
+    for out, arm, state in zip(outs, arms, states):
+        if state == RESUME:
+            discard_unfinished(out, [p.stage for p in arm.config.dedup])
+            discard_parts_not_in(out, committed)
+    start_ray(cfg.workers)
+    configure_data_context()
+    started = time.monotonic()
+    todo = inputs_to_do(outs[-1], files)
+    if todo:
+        ds = read_records(cfg, todo, outs[-1])
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message="`ray_remote_args` is deprecated")  # as in filter_phase
+            ds = ds.map_batches(
+                commit_arm_parts,
+                batch_size=cfg.read.batch_records,
+                batch_format="pyarrow",
+                fn_kwargs={"stages": list(cfg.stages), "arms": arms, "outputs": [o.uri for o in outs],
+                           "names": {t["path"]: t["name"] for t in todo}, "write_removed": cfg.write_removed},
+                max_retries=MAX_TASK_RETRIES,
+            )
+        for _ in ds.iter_batches(batch_size=None):
+            pass
+    seconds = {"filter_phase_shared": round(time.monotonic() - started, 2)}
+    stats = [out.read_json("stats.json") if state == COMPLETE else final_pass(arm.config, out, files, dict(seconds))
+             for out, arm, state in zip(outs, arms, states)]
+    import ray
+
+    ray.shutdown()  # training comes next, in this process: a local Ray's workers would only take memory
+    return stats
+
+
+def commit_arm_parts(batch: pa.Table, stages: list, arms: list[Arm], outputs: list[str], names: dict[str, str], write_removed: bool) -> pa.Table:
+    """A batch of an ablation's shared pass: each arm's view of it committed to the arm's
+    output, the last arm last (its parts mark what is done)."""
+    views = arm_views(batch, stages, arms, write_removed,
+                      apply=lambda b, p: named_stage(p.stage)(b, p, write_removed, outputs[-1]))
+    for view, output in zip(views, outputs):
+        commit_parts(view, output, names, write_removed)
+    return pa.table({"records": [batch.num_rows]})
+
+
+def configure_data_context() -> None:
+    import ray.data
+
+    ctx = ray.data.DataContext.get_current()
+    ctx.execution_options.preserve_order = True  # same inputs, same shards
+    ctx.target_max_block_size = 16 * 1024 * 1024  # several blocks per WARC file, so one file spreads over workers
+
+
+def read_records(cfg: RunConfig, todo: list[dict], out: Output):
+    """The records of the inputs to do, as a dataset (input markers written to `out`)."""
     import ray.data
 
     ds = ray.data.from_items(todo, override_num_blocks=len(todo))
     # A fractional CPU keeps reading from fusing with the stages, so the blocks of one file
     # are processed in parallel rather than in the reading task.
     ds = ds.map_batches(read_files, batch_size=1, batch_format="pyarrow", fn_kwargs={"read": cfg.read, "output": out.uri}, num_cpus=0.25)
-    if cfg.limit:
-        ds = ds.limit(cfg.limit)
+    return ds.limit(cfg.limit) if cfg.limit else ds
+
+
+def filter_phase(cfg: RunConfig, todo: list[dict], out: Output) -> None:
+    """Every record of the inputs to do through the stages, committed in parts."""
+    ds = read_records(cfg, todo, out)
     with warnings.catch_warnings():
         # max_retries has no named parameter in Ray 2.60: it travels in ray_remote_args, which
         # Ray deprecates for 2.64 (pyproject keeps ray below 2.64). Only that warning is silenced.
@@ -395,6 +470,7 @@ def replace_kept(filter_counts: dict, dedup_counts: dict) -> dict:
     the dedup phase's outcomes, so the funnel continues through dedup."""
     merged = dict(filter_counts)
     merged["outcomes"] = {k: v for k, v in filter_counts["outcomes"].items() if k != KEPT} | dedup_counts["outcomes"]
+    merged["struck"] = filter_counts["struck"] | dedup_counts["struck"]  # each phase strikes in its own stages
     return merged
 
 

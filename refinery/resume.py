@@ -3,7 +3,8 @@ only the rest. Not Ray-specific: names and bookkeeping only.
 
 The unit of work is a *part*: the records of one input that one batch took through every stage.
 A part is committed by its counts file `_parts/<part>.json`, written last, after its kept rows
-(`_filtered/<part>.parquet`) and its removed rows (`removed/<stage>/<part>.parquet`). An input is
+(`_filtered/<part>.parquet`) and its removed rows (`removed/<stage>/<part>.parquet`, and the
+lines text-modifying stages removed, `removed_lines/<stage>/<part>.parquet`). An input is
 finished when `_inputs/<input>.json` (written once its reader reached the end) and committed
 parts cover all its records. A re-run skips finished inputs, re-reads the others skipping the
 records of committed parts, and deletes what uncommitted parts left behind; the final pass
@@ -26,6 +27,7 @@ RUN_FILE = "_run.json"
 INPUTS_DIR = "_inputs"
 PARTS_DIR = "_parts"
 FILTERED_DIR = "_filtered"
+REMOVED_LINES_DIR = "removed_lines"  # with --write-removed: the lines text-modifying stages removed, per part
 STAGING_DIR = "_staging"
 # what the final pass writes; it is redone whole by a re-run, so it is cleared first
 FINAL_PASS = ("shards", STAGING_DIR, "_parts_dedup", "_buckets", "_attempts")
@@ -110,7 +112,7 @@ def discard_unfinished(out: Output, dedup_stages: list[str]) -> None:
     for rel in FINAL_PASS + tuple(f"removed/{s}" for s in dedup_stages):
         out.delete(rel)
     committed = {rel.rsplit("/", 1)[-1].removesuffix(".json") for rel in out.list_files(PARTS_DIR, ".json")}
-    orphans = [rel for rel in out.list_files(FILTERED_DIR) + out.list_files("removed") if rel.rsplit("/", 1)[-1].split(".")[0] not in committed]
+    orphans = [rel for rel in out.list_files(FILTERED_DIR) + out.list_files("removed") + out.list_files(REMOVED_LINES_DIR) if rel.rsplit("/", 1)[-1].split(".")[0] not in committed]
     orphans += [rel for rel in out.list_files("") if ".tmp-" in rel.rsplit("/", 1)[-1]]  # local writes cut short
     for rel in orphans:
         out.delete(rel)

@@ -28,6 +28,7 @@ from refinery.filters.language import (
 )
 from refinery.filters.lines import LineCorrectionsParams, line_corrections
 from refinery.filters.url import UrlFilterParams, url_filter
+from refinery.reason import Reason
 from refinery.schema import ROW
 
 StageParams = Union[
@@ -42,15 +43,17 @@ StageParams = Union[
     FineWebQualityParams,
 ]
 
-# A row step looks at one live row (a dict), may set fields on it, and returns a drop reason or None.
-RowStep = Callable[[dict, StageParams], "str | None"]
+# A row step looks at one live row (a dict), may set fields on it, and returns a drop reason
+# (a Reason, which carries what it measured) or None. A text-modifying step also gets a list to
+# note the lines it removes in, or None when nobody will read them.
+RowStep = Callable[[dict, StageParams, "list | None"], "Reason | None"]
 
 
-def _url_step(row: dict, p: UrlFilterParams) -> str | None:
+def _url_step(row: dict, p: UrlFilterParams, _) -> Reason | None:
     return url_filter(row["url"], row["domain"], p)
 
 
-def _prefilter_step(row: dict, p: LanguagePrefilterParams) -> str | None:
+def _prefilter_step(row: dict, p: LanguagePrefilterParams, _) -> Reason | None:
     """A page it drops keeps the language and score it was dropped for; for the others, the
     language stage sets them from the extracted text."""
     reason, language, score = language_prefilter(row["html"], p)
@@ -59,23 +62,23 @@ def _prefilter_step(row: dict, p: LanguagePrefilterParams) -> str | None:
     return reason
 
 
-def _extract_step(row: dict, p: ExtractParams) -> str | None:
+def _extract_step(row: dict, p: ExtractParams, _) -> Reason | None:
     row["text"], reason = extract_text(row["html"], p)
     return reason
 
 
-def _language_step(row: dict, p: LanguageParams) -> str | None:
+def _language_step(row: dict, p: LanguageParams, _) -> Reason | None:
     row["language"], row["language_score"] = identify_language(row["text"], p.model_path)
     return language_reason(row["language"], row["language_score"], p)
 
 
 def _document_filter(check: Callable) -> RowStep:
-    return lambda row, p: check(row["text"], p)
+    return lambda row, p, _: check(row["text"], p)
 
 
 def _text_modifier(modify: Callable) -> RowStep:
-    def step(row: dict, p) -> str | None:
-        text, reason = modify(row["text"], p)
+    def step(row: dict, p, removed_lines: list | None) -> Reason | None:
+        text, reason = modify(row["text"], p, removed_lines)
         if reason is None:
             row["text"] = text
         return reason
@@ -94,24 +97,38 @@ ROW_STEPS: dict[type, RowStep] = {
     LineCorrectionsParams: _text_modifier(line_corrections),
     C4Params: _text_modifier(c4_filter),
 }
+TEXT_MODIFIERS = (LineCorrectionsParams, C4Params)
 
 
 def apply_stage(batch: pa.Table, p: StageParams, keep_removed_text: bool = False) -> pa.Table:
-    """Run one stage over the live rows of a batch. Text of dropped rows is kept only when the
-    run writes removed documents; the HTML is dropped once text has been extracted."""
+    """Run one stage over the live rows of a batch. A dropped row gets the stage, the reason and
+    what the rule measured (`reason_detail`). What a text-modifying stage strikes from a row it
+    keeps goes into the row's `struck` (for the funnel), and with `keep_removed_text` (the run
+    writes removed documents) the lines it removes go into `removed_lines`. Text of dropped rows
+    is kept only then; the HTML is dropped once text has been extracted."""
     step = ROW_STEPS[type(p)]
+    modifies = isinstance(p, TEXT_MODIFIERS)
     rows = batch.to_pylist()
     for row in rows:
         if row["removed_by"] is not None:
             continue
-        reason = step(row, p)
+        before = row["text"]
+        lines: list | None = [] if modifies and keep_removed_text else None
+        reason = step(row, p, lines)
+        if lines:
+            row["removed_lines"] = (row["removed_lines"] or []) + [
+                {"stage": p.stage, "rule": rule, "line": i, "text": text} for rule, i, text in lines
+            ]
         if reason is not None:
-            row["removed_by"], row["reason"] = p.stage, reason
+            row["removed_by"], row["reason"], row["reason_detail"] = p.stage, str(reason), getattr(reason, "detail", None)
             if not keep_removed_text:
                 row["text"] = None
         if row["text"] is not None:
             row["n_chars"] = len(row["text"])
             row["n_words"] = len(row["text"].split())
+        if modifies and reason is None and row["text"] != before:
+            struck = {"stage": p.stage, "words": len(before.split()) - row["n_words"], "chars": len(before) - row["n_chars"]}
+            row["struck"] = (row["struck"] or []) + [struck]
     if isinstance(p, ExtractParams):
         for row in rows:
             row["html"] = None

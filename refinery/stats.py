@@ -1,12 +1,41 @@
 """Counts of what happened to every record: per-batch counts taken where the rows end, summed
-into the run's funnel (RefinedWeb figure 2), `stats.json` and the printed table."""
+into the run's funnel (RefinedWeb figure 2), `stats.json` and the printed table.
+
+`stats.json` (schema_version 2; later versions add keys, never rename one):
+- `schema_version`, `token_unit` (tokens are whitespace-separated words of the extracted text).
+- `records_read`, `record_types` (WARC records by type), `not_documents` (records that are not
+  HTTP 200 HTML responses, by reason), `documents` (the rest: what the funnel starts from).
+- `words_extracted`: words of all extracted text, before any stage removed a document or a line.
+- `stages`: one entry per stage, in run order (filter phase, then dedup phase):
+  - `stage`, `phase` ("filter" or "dedup"), `docs_in`, `docs_out`, `removed` ({reason: docs}),
+    `removed_detail` ({reason: {docs, words, chars}}: the removed documents' text at that stage);
+  - `words_in`, `words_out`, `chars_in`, `chars_out`: text of the documents alive before/after
+    the stage, after its edits (null before extraction: there is no text yet);
+  - `words_struck`, `chars_struck`: what a text-modifying stage took out of documents it kept
+    (line corrections, C4's line rules, substring dedup), counted at that stage;
+  - `percent_of_documents` (docs_out / documents), `percent_of_words` (words_out /
+    words_extracted);
+  - `figure2_measure`, `figure2_percent`, `refinedweb_percent`: this run as RefinedWeb's figure 2
+    measures it, beside the paper's figure (REFERENCE.md): documents through the filter phase,
+    then tokens (words), chained from the filter phase's last figure as the paper's bars are. The
+    language prefilter is language ID done early, so its removals count in the `language` row
+    (its own figure2_percent is null): `extract` compares with 96.31, `language` with 47.51.
+- `kept` ({docs, words, chars}), `languages` (documents by identified language), `errors`
+  (unreadable records: source, offset, reason). The pipeline adds `dedup` (per dedup stage:
+  removed, cluster sizes), `inputs` and `seconds` (per phase).
+
+Words a text-modifying stage strikes do not show in a row's final n_words: each such stage
+records them on the row (`struck`, refinery.schema), `batch_counts` sums them per stage and the
+funnel subtracts them at the stage that struck them."""
 from __future__ import annotations
 
 from collections import Counter, defaultdict
 
 import pyarrow as pa
 
-# Percent of Common Crawl documents left after each stage in RefinedWeb's figure 2 (REFERENCE.md).
+SCHEMA_VERSION = 2
+TOKEN_UNIT = "words: whitespace-separated tokens of the extracted text"
+# Percent of Common Crawl kept after each stage in RefinedWeb's figure 2 (REFERENCE.md).
 REFINEDWEB_FUNNEL = {
     "url_filter": 97.76,
     "extract": 96.31,
@@ -17,12 +46,15 @@ REFINEDWEB_FUNNEL = {
     "minhash": 14.50,  # fuzzy dedup
     "exact_dedup": 11.67,
 }
+# Stages whose removals figure 2 counts in a later stage's bar.
+FIGURE2_ROW = {"language_prefilter": "language"}
 KEPT = "kept"
 
 
 def batch_counts(batch: pa.Table) -> dict:
-    """What one finished batch holds: rows by WARC type, and docs/words/chars by outcome
-    (`removed_by|reason`, or `kept`). Plain JSON, so parts can be written and summed anywhere."""
+    """What one finished batch holds: rows by WARC type, docs/words/chars by outcome
+    (`removed_by|reason`, or `kept`), and words/chars struck per text-modifying stage. Plain
+    JSON, so parts can be written and summed anywhere."""
     cols = batch.select(
         ["record_type", "removed_by", "reason", "n_words", "n_chars", "language", "source", "source_offset"]
     ).to_pydict()
@@ -36,17 +68,28 @@ def batch_counts(batch: pa.Table) -> dict:
         o[2] += cols["n_chars"][i] or 0
         if cols["record_type"][i] == "error":
             errors.append({"source": cols["source"][i], "offset": cols["source_offset"][i], "reason": cols["reason"][i]})
+    struck: dict[str, list[int]] = defaultdict(lambda: [0, 0])
+    if "struck" in batch.column_names:
+        for entries in batch.column("struck").to_pylist():
+            for e in entries or ():
+                s = struck[e["stage"]]
+                s[0] += e["words"]
+                s[1] += e["chars"]
     return {
         "records": batch.num_rows,
         "record_types": dict(Counter(cols["record_type"])),
         "outcomes": dict(outcomes),
+        "struck": dict(struck),
         "languages": dict(Counter(x for x in cols["language"] if x)),
         "errors": errors,
     }
 
 
 def merge_counts(parts: list[dict]) -> dict:
-    total = {"records": 0, "record_types": Counter(), "outcomes": defaultdict(lambda: [0, 0, 0]), "languages": Counter(), "errors": []}
+    total = {
+        "records": 0, "record_types": Counter(), "outcomes": defaultdict(lambda: [0, 0, 0]),
+        "struck": defaultdict(lambda: [0, 0]), "languages": Counter(), "errors": [],
+    }
     for part in parts:
         total["records"] += part["records"]
         total["record_types"].update(part["record_types"])
@@ -57,48 +100,96 @@ def merge_counts(parts: list[dict]) -> dict:
             o[0] += d
             o[1] += w
             o[2] += c
+        for stage, (w, c) in part.get("struck", {}).items():  # parts of runs before schema 2 have none
+            s = total["struck"][stage]
+            s[0] += w
+            s[1] += c
     return total
 
 
-def funnel(counts: dict, stage_names: list[str]) -> dict:
-    """stats.json's content: records read, the records that were not documents, and per stage
-    the documents in and out, removals by reason, words and characters kept, and the percent of
-    documents kept beside RefinedWeb's figure. Words and characters are those of each document's
-    text when it left the pipeline (kept) or was removed."""
+def _percent(part: float, whole: float) -> float:
+    return round(100 * part / whole, 2) if whole else 0.0
+
+
+def funnel(counts: dict, stage_names: list[str], dedup_stages: list[str] | tuple[str, ...] = ()) -> dict:
+    """stats.json's content (see the module's docstring) from the summed counts; `stage_names`
+    are the filter phase's stages in run order, then `dedup_stages` the dedup phase's."""
     by_stage: dict[str, dict[str, list[int]]] = defaultdict(dict)
     for key, v in counts["outcomes"].items():
         stage, _, reason = key.partition("|")
         by_stage[stage][reason or KEPT] = v
+    struck = counts.get("struck", {})
     not_documents = {r: v[0] for r, v in sorted(by_stage.pop("read", {}).items())}
     documents = counts["records"] - sum(not_documents.values())
+    names = list(stage_names) + list(dedup_stages)
+    text_from = names.index("extract") if "extract" in names else len(names)
+    # every document's words as extracted: its final text (kept, or where it was removed) plus
+    # what text-modifying stages struck from it on the way
+    alive = [documents, 0, 0]
+    for s in names + [KEPT]:
+        for v in by_stage.get(s, {}).values():
+            alive[1] += v[1]
+            alive[2] += v[2]
+    for w, c in struck.values():
+        alive[1] += w
+        alive[2] += c
+    extracted_words = alive[1] if text_from < len(names) else None
+    figure_docs, deferred, last_filter = documents, Counter(), (100.0, alive[1])
     stages = []
-    alive_docs = documents
-    alive_words = sum(v[1] for s in stage_names + [KEPT] for v in by_stage.get(s, {}).values())
-    alive_chars = sum(v[2] for s in stage_names + [KEPT] for v in by_stage.get(s, {}).values())
-    for name in stage_names:
+    for i, name in enumerate(names):
         removed = by_stage.get(name, {})
-        docs_in = alive_docs
-        alive_docs -= sum(v[0] for v in removed.values())
-        alive_words -= sum(v[1] for v in removed.values())
-        alive_chars -= sum(v[2] for v in removed.values())
+        before = list(alive)
+        removed_docs = sum(v[0] for v in removed.values())
+        struck_words, struck_chars = struck.get(name, (0, 0))
+        alive[0] -= removed_docs
+        alive[1] -= sum(v[1] for v in removed.values()) + struck_words
+        alive[2] -= sum(v[2] for v in removed.values()) + struck_chars
+        has_text, had_text = i >= text_from, i > text_from
+        if name in dedup_stages:
+            measure = "tokens"
+            figure = round(last_filter[0] * alive[1] / last_filter[1], 2) if last_filter[1] else 0.0
+        else:
+            measure = "documents"
+            row = FIGURE2_ROW.get(name, name)
+            if row != name and row in names[i + 1 :]:
+                deferred[row] += removed_docs
+                figure = None
+            else:
+                figure_docs -= removed_docs + deferred.pop(name, 0)
+                figure = _percent(figure_docs, documents)
+                last_filter = (figure, alive[1])
         stages.append(
             {
                 "stage": name,
-                "docs_in": docs_in,
-                "docs_out": alive_docs,
+                "phase": "dedup" if name in dedup_stages else "filter",
+                "docs_in": before[0],
+                "docs_out": alive[0],
                 "removed": {r: v[0] for r, v in sorted(removed.items(), key=lambda kv: -kv[1][0])},
-                "words_out": alive_words,
-                "chars_out": alive_chars,
-                "percent_of_documents": round(100 * alive_docs / documents, 2) if documents else 0.0,
+                "removed_detail": {
+                    r: {"docs": v[0], "words": v[1], "chars": v[2]} for r, v in sorted(removed.items(), key=lambda kv: -kv[1][0])
+                },
+                "words_in": before[1] if had_text else None,
+                "words_out": alive[1] if has_text else None,
+                "chars_in": before[2] if had_text else None,
+                "chars_out": alive[2] if has_text else None,
+                "words_struck": struck_words,
+                "chars_struck": struck_chars,
+                "percent_of_documents": _percent(alive[0], documents),
+                "percent_of_words": _percent(alive[1], extracted_words) if has_text else None,
+                "figure2_measure": measure,
+                "figure2_percent": figure,
                 "refinedweb_percent": REFINEDWEB_FUNNEL.get(name),
             }
         )
     kept = by_stage.get(KEPT, {}).get(KEPT, [0, 0, 0])
     return {
+        "schema_version": SCHEMA_VERSION,
+        "token_unit": TOKEN_UNIT,
         "records_read": counts["records"],
         "record_types": dict(sorted(counts["record_types"].items())),
         "not_documents": not_documents,
         "documents": documents,
+        "words_extracted": extracted_words,
         "stages": stages,
         "kept": {"docs": kept[0], "words": kept[1], "chars": kept[2]},
         "languages": dict(counts["languages"].most_common()),
@@ -106,26 +197,44 @@ def funnel(counts: dict, stage_names: list[str]) -> dict:
     }
 
 
+def _cell(value, fmt: str, width: int) -> str:
+    return f"{'-' if value is None else format(value, fmt):>{width}}"
+
+
 def format_table(stats: dict) -> str:
-    """The funnel as a plain-text table, one line per stage, reasons indented below it."""
+    """The funnel as a plain-text table, one line per stage, reasons indented below it, and
+    this run beside RefinedWeb's figure 2 measured the same way."""
     lines = [
         f"records read: {stats['records_read']:,}   documents (HTTP 200 HTML responses): {stats['documents']:,}",
         "not documents: " + (", ".join(f"{r.removeprefix('read:')} {n:,}" for r, n in stats["not_documents"].items()) or "none"),
         "",
-        f"{'stage':<20}{'docs in':>10}{'docs out':>10}{'words out':>14}{'% docs':>9}{'RefinedWeb %':>14}",
+        f"{'stage':<20}{'docs in':>9}{'docs out':>10}{'% docs':>8}{'words out':>13}{'% words':>9}"
+        f"{'as figure 2':>16}{'RefinedWeb %':>14}",
     ]
     for s in stats["stages"]:
-        ref = f"{s['refinedweb_percent']:.2f}" if s["refinedweb_percent"] is not None else "-"
+        if s["figure2_percent"] is None:
+            figure = f"in {FIGURE2_ROW.get(s['stage'], '-')}"
+        else:
+            figure = f"{s['figure2_percent']:.2f} {'docs' if s['figure2_measure'] == 'documents' else 'tokens'}"
         lines.append(
-            f"{s['stage']:<20}{s['docs_in']:>10,}{s['docs_out']:>10,}{s['words_out']:>14,}{s['percent_of_documents']:>9.2f}{ref:>14}"
+            f"{s['stage']:<20}{s['docs_in']:>9,}{s['docs_out']:>10,}{s['percent_of_documents']:>8.2f}"
+            f"{_cell(s['words_out'], ',', 13)}{_cell(s['percent_of_words'], '.2f', 9)}{figure:>16}"
+            f"{_cell(s['refinedweb_percent'], '.2f', 14)}"
         )
         for reason, n in s["removed"].items():
             lines.append(f"    {reason:<44}{n:>8,}")
+        if s["words_struck"]:
+            lines.append(f"    {'(words struck from documents kept)':<44}{s['words_struck']:>8,}")
     for stage, d in stats.get("dedup", {}).items():
         sizes = ", ".join(f"{n} of size {size}" for size, n in d["cluster_sizes"].items()) or "none"
         lines.append(f"{stage} clusters: {sizes}")
     k = stats["kept"]
-    lines += ["", f"kept: {k['docs']:,} documents, {k['words']:,} words, {k['chars']:,} characters"]
+    lines += [
+        "",
+        "Tokens are words (whitespace-separated); % words is of the words extracted. Figure 2 counts documents",
+        "through the filter phase, then tokens; language_prefilter's removals count in the language row.",
+        f"kept: {k['docs']:,} documents, {k['words']:,} words, {k['chars']:,} characters",
+    ]
     for e in stats["errors"]:
         lines.append(f"error: {e['source']} at offset {e['offset']}: {e['reason']}")
     return "\n".join(lines)

@@ -62,6 +62,66 @@ def test_removed_documents_are_written_per_stage(crawl_run):
     assert all(lang["text"])  # the text a rule removed can be read
 
 
+def test_removed_rows_say_what_the_rule_measured(crawl_run):
+    out, _, stats = crawl_run
+    for s in stats["stages"]:
+        if s["phase"] == "filter" and s["removed"]:
+            details = pq.read_table(out / "removed" / s["stage"], columns=["reason_detail"]).column(0).to_pylist()
+            assert all(details), s["stage"]
+    lang = pq.read_table(out / "removed" / "language").to_pylist()
+    assert all(r["reason_detail"].startswith("language ") for r in lang)
+    assert all(r["reason_detail"].endswith("not en" if r["reason"] == "language:not_target" else "< 0.65") for r in lang)
+    low = [r for r in pq.read_table(out / "removed" / "gopher_repetition").to_pylist() if r["reason"].endswith("dup_5_gram")]
+    assert low and all(float(r["reason_detail"].split()[1]) > 0.15 for r in low)
+
+
+def test_lines_removed_from_documents_can_be_read_back(crawl_run):
+    """removed_lines/line_corrections/ holds every line the corrections took, with its rule;
+    for a document they dropped whole, the line numbers index its text in removed/."""
+    out, _, stats = crawl_run
+    lines = pq.read_table(out / "removed_lines" / "line_corrections").to_pylist()
+    assert {r["rule"] for r in lines} >= {"few_words", "uppercase"}
+    dropped = {r["id"]: r["text"] for r in pq.read_table(out / "removed" / "line_corrections").to_pylist()}
+    assert dropped
+    for r in lines:
+        if r["id"] in dropped:
+            assert r["text"] in dropped[r["id"]].split("\n")[r["line"]]
+    kept_ids = set(pq.read_table(out / "shards", columns=["id"]).column(0).to_pylist())
+    assert any(r["id"] in kept_ids for r in lines)  # lines struck from documents that were kept
+    assert [f.name for f in (out / "removed_lines").iterdir()] == ["line_corrections"]  # only text-modifying stages
+
+
+def test_funnel_counts_words_struck_where_they_are_struck(crawl_run):
+    out, _, stats = crawl_run
+    assert stats["schema_version"] == 2 and stats["token_unit"].startswith("words")
+    rows = {s["stage"]: s for s in stats["stages"]}
+    shard_words = sum(pq.read_table(out / "shards", columns=["n_words"]).column(0).to_pylist())
+    assert stats["stages"][-1]["words_out"] == stats["kept"]["words"] == shard_words
+    assert rows["extract"]["words_out"] == stats["words_extracted"] > shard_words
+    lc = rows["line_corrections"]
+    assert lc["words_struck"] > 0
+    removed_words = sum(r["words"] for r in lc["removed_detail"].values())
+    assert lc["words_in"] - removed_words - lc["words_struck"] == lc["words_out"]
+    for s in stats["stages"]:
+        if s["words_in"] is not None:
+            assert s["words_in"] - sum(r["words"] for r in s["removed_detail"].values()) - s["words_struck"] == s["words_out"]
+
+
+def test_funnel_compares_with_figure2_as_the_paper_measures(crawl_run):
+    _, _, stats = crawl_run
+    rows = {s["stage"]: s for s in stats["stages"]}
+    docs = stats["documents"]
+    lost_before_text = sum(rows[s]["docs_in"] - rows[s]["docs_out"] for s in ("url_filter", "extract"))
+    assert rows["extract"]["figure2_percent"] == pytest.approx(100 * (docs - lost_before_text) / docs, abs=0.01)
+    assert rows["extract"]["figure2_percent"] > 95  # what is left to compare with the paper's 96.31
+    assert rows["language_prefilter"]["figure2_percent"] is None
+    assert rows["language"]["figure2_percent"] == rows["language"]["percent_of_documents"]
+    assert [rows[s]["figure2_measure"] for s in ("gopher_quality", "line_corrections", "minhash", "exact_dedup")] == [
+        "documents", "documents", "tokens", "tokens"]
+    lc, md = rows["line_corrections"], rows["minhash"]
+    assert md["figure2_percent"] == pytest.approx(lc["figure2_percent"] * md["words_out"] / lc["words_out"], abs=0.01)
+
+
 def test_funnel_is_printed_beside_refinedweb(crawl_run):
     _, proc, stats = crawl_run
     assert "RefinedWeb %" in proc.stdout
@@ -73,6 +133,9 @@ def test_funnel_is_printed_beside_refinedweb(crawl_run):
         "gopher_quality": 30.15, "line_corrections": 23.34, "minhash": 14.50, "exact_dedup": 11.67,
     } | ({"language_prefilter": None} if "language_prefilter" in reference else {})
     assert f"kept: {stats['kept']['docs']:,} documents" in proc.stdout
+    assert "Tokens are words" in proc.stdout
+    extract = next(line for line in proc.stdout.splitlines() if line.startswith("extract "))
+    assert f"{reference['extract']:.2f}" in extract and "docs" in extract
 
 
 def test_shards_load_in_datasets_duckdb_polars(crawl_run, tmp_path):

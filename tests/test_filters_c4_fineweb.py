@@ -64,12 +64,14 @@ def test_cookies_alone_are_fine():
 
 def test_lorem_ipsum_drops_document():
     assert c4_reason("Lorem ipsum dolor sit amet.") == "c4:lorem_ipsum"
+    assert c4_reason("Lorem ipsum dolor sit amet.").detail == '"lorem ipsum" in line 6'
     # C4/datatrove order: a line already removed for being short is not looked at
     assert c4_extra("Lorem ipsum") == []
 
 
 def test_curly_bracket_drops_document():
     assert c4_reason("function f() { return 1; }") == "c4:curly_bracket"
+    assert c4_reason("function f() { return 1; }").detail == '"{" in line 6'
     assert c4_extra("{x} y") == []  # a 2-word line is removed before the check
 
 
@@ -89,17 +91,62 @@ def test_too_few_sentences():
     assert c4_filter(five_in_a_line.rsplit(".", 1)[0] + ".", C4)[1] == "c4:too_few_sentences"
 
 
-def test_count_sentences():
-    assert count_sentences("Hello there. How are you? Fine!") == 3
-    assert count_sentences("No punctuation here") == 1
-    assert count_sentences('"Quoted." Then more') == 2
-    assert count_sentences("Version 2.5 is out.") == 1  # no space after the inner dot
-    assert count_sentences("...") == 0
+@pytest.mark.parametrize(
+    "line, n",
+    [
+        ("Hello there. How are you? Fine!", 3),
+        ("No punctuation here", 1),
+        ('"Quoted." Then more', 2),
+        ("...", 0),  # a sentence needs a letter or digit
+        # abbreviations, times and initialisms stay inside their sentence
+        ("Dr. Smith met Mr. Jones at 3 p.m. on the U.S. coast today.", 1),
+        ("The meeting is at 10 a.m. on Jan. 5 in St. Louis near the river.", 1),
+        ("Use a tool, e.g. a hammer, i.e. something heavy. Then stop.", 2),
+        # decimals and prices
+        ("Version 2.5 is out.", 1),
+        ("The price rose 3.5 percent in 2023. It fell 0.7 percent after that.", 2),
+        ("She paid $4.99 for it. What a deal! Would you buy one?", 3),
+        # initials
+        ("J. R. R. Tolkien wrote books. He died in 1973.", 2),
+        ("Prof. A. B. Smith, Ph.D., spoke. Everyone listened.", 2),
+    ],
+)
+def test_count_sentences(line, n):
+    assert count_sentences(line) == n
+
+
+def test_a_huge_line_is_counted_in_pieces_until_enough():
+    line = "A sentence is here. " * 7000  # 140,000 chars: two pieces
+    assert count_sentences(line) in (7000, 7001)  # a sentence cut between pieces may count twice
+    assert count_sentences(line, enough=5) == 5000  # the first piece has enough
+
+
+def test_abbreviations_do_not_make_sentences():
+    """The old regex splitter counted this 5-line page's first line as 5 sentences, enough alone."""
+    line = "Dr. Smith met Mr. Jones at 3 p.m. on the U.S. coast today."
+    reason = c4_filter("\n".join([line, *BODY[:3]]), C4)[1]
+    assert reason == "c4:too_few_sentences" and reason.detail == "sentences 4 < 5"
+    assert c4_filter("\n".join([line, *BODY[:4]]), C4)[1] is None
 
 
 def test_citations_removed():
     assert c4_extra("Paris is the capital of France.[1] It is big.[citation needed]") == [
         "Paris is the capital of France. It is big."
+    ]
+
+
+def test_removed_lines_are_recorded_with_their_rule_and_line_number():
+    lines = [BODY[0], "Two words.", "Please enable JavaScript to go on.", BODY[1] + "[1]", "Read our privacy policy here.",
+             "a " + "x" * 1001, *BODY[2:]]
+    removed: list = []
+    text, reason = c4_filter("\n".join(lines), C4, removed)
+    assert reason is None and text == "\n".join(BODY)
+    assert removed == [
+        ("few_words", 1, "Two words."),
+        ("javascript", 2, "Please enable JavaScript to go on."),
+        ("citation", 3, "[1]"),
+        ("policy", 4, "Read our privacy policy here."),
+        ("long_word", 5, lines[5]),
     ]
 
 
@@ -138,12 +185,30 @@ def test_short_line_ratio_bound_is_inclusive():
         return "\n".join(fw_line(i, short_len if i < n_short else 40) for i in range(100))
 
     assert fineweb_quality(doc(66), FW) is None
-    assert fineweb_quality(doc(67), FW) == "fineweb_quality:short_line_ratio"  # 0.67
-    assert fineweb_quality(doc(67, short_len=30), FW) is None  # 30 chars is not short
+    reason = fineweb_quality(doc(67), FW)
+    assert reason == "fineweb_quality:short_line_ratio"  # 0.67
+    assert reason.detail == "lines of <= 30 chars 0.67 >= 0.67"
+    assert fineweb_quality(doc(67, short_len=30), FW) == "fineweb_quality:short_line_ratio"  # 30 is short (`<= 30`)
+    assert fineweb_quality(doc(67, short_len=31), FW) is None
+
+
+def test_dup_line_char_frac_default_is_the_released_codes():
+    """0.01, as in the code that produced FineWeb: one repeated 20-char line in 2,000 chars drops."""
+    dup = fw_line(9999, 20)
+
+    def doc(last_len: int) -> str:
+        return "\n".join([fw_line(i, 100) for i in range(19)] + [fw_line(19, last_len)] + [dup] * 2)
+
+    outside, inside = doc(60), doc(61)
+    assert len(outside) - outside.count("\n") == 2000  # the second copy's 20 chars: 0.01
+    reason = fineweb_quality(outside, FW)
+    assert reason == "fineweb_quality:dup_line_char_frac" and reason.detail == "chars in duplicated lines 0.01 >= 0.01"
+    assert fineweb_quality(inside, FW) is None  # 20 / 2001
 
 
 def test_dup_line_char_frac_bound_is_inclusive():
     dup = fw_line(9999, 50)
+    FW = FineWebQualityParams(dup_line_char_frac=0.1)  # the FineWeb paper's text
 
     def doc(last_len: int) -> str:
         lines = [fw_line(i, 50) for i in range(16)] + [fw_line(16, last_len)] + [dup] * 3
@@ -154,6 +219,7 @@ def test_dup_line_char_frac_bound_is_inclusive():
     assert fineweb_quality(outside, FW) == "fineweb_quality:dup_line_char_frac"
     assert fineweb_quality(inside, FW) is None  # 100 / 1001
     assert fineweb_quality(outside, FineWebQualityParams(dup_line_char_frac=0.11)) is None
+    assert fineweb_quality(outside.replace(dup, fw_line(9998, 50), 1), FW) is None  # 50 of 1000
 
 
 def test_fineweb_blank_lines_and_empty():
@@ -179,7 +245,7 @@ def test_params_defaults():
     assert (C4.min_words_per_line, C4.max_word_length, C4.min_sentences) == (3, 1000, 5)
     assert FW.stage == "fineweb_quality"
     assert (FW.line_punct_ratio, FW.dup_line_char_frac, FW.short_line_ratio, FW.short_line_length) == (
-        0.12, 0.1, 0.67, 30)
+        0.12, 0.01, 0.67, 30)
     assert C4Params(policy_substrings=["Cookie Policy"]).policy_substrings == ("cookie policy",)
 
 

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+from itertools import accumulate
 from pathlib import Path
 
 import pydantic
@@ -35,50 +36,88 @@ def pad_to(words: list[str], total: int) -> str:
     return out
 
 
-def rep_only(*rules: str, **values: float) -> GopherRepetitionParams:
+def pad_words(words: list[str], total: int) -> str:
+    """Join words with spaces and append one 'z...' word so the words hold exactly `total`
+    chars without the spaces (the denominator of Gopher's n-gram fractions)."""
+    need = total - sum(map(len, words))
+    assert need >= 1, (sum(map(len, words)), total)
+    return " ".join([*words, "z" * need])
+
+
+def rep_only(*rules: str, counting: str = "paper", **values: float) -> GopherRepetitionParams:
     """Params with every bound off (1.0) except `rules`, which keep their defaults."""
     fields = GopherRepetitionParams.model_fields
     kw = {k: 1.0 for k in fields if k.endswith("_frac")}
     for r in rules:
         kw[r] = fields[r].default
     kw.update(values)
-    return GopherRepetitionParams(**kw)
+    return GopherRepetitionParams(counting=counting, **kw)
+
+
+def detail(reason) -> str:
+    assert reason is not None
+    return reason.detail
 
 
 # ---------------------------------------------------------------- repetition: paragraphs, lines
 
 
 def _blocks(n_unique: int, n_dup: int) -> list[str]:
+    """n_unique distinct blocks, then n_dup more copies of the first (n_dup + 1 copies in all)."""
     blocks = [f"{uw(i)} {uw(i + 1000)} text" for i in range(n_unique)]
     return blocks + [blocks[0]] * n_dup
 
 
-def test_dup_para_frac_bound():
-    p = rep_only("dup_para_frac")
-    assert gopher_repetition("\n\n".join(_blocks(7, 3)), p) is None  # 3/10 = 0.30
-    assert gopher_repetition("\n\n".join(_blocks(9, 4)), p) == "gopher_repetition:dup_para_frac"  # 4/13
+# (counting, blocks inside the bound, blocks just past it): 0.30 of the units are copies.
+# Gopher counts every copy: 3 copies of 10 (8 distinct + 2 more), then 4 of 13.
+# datatrove counts copies after the first: 3 of 10 (7 distinct + 3 more), then 4 of 13.
+UNIT_BOUNDS = [("paper", (8, 2), (10, 3)), ("datatrove", (7, 3), (9, 4))]
 
 
-def test_dup_para_char_frac_bound():
+@pytest.mark.parametrize("counting, inside, outside", UNIT_BOUNDS)
+def test_dup_para_frac_bound(counting, inside, outside):
+    p = rep_only("dup_para_frac", counting=counting)
+    assert gopher_repetition("\n\n".join(_blocks(*inside)), p) is None  # 3/10 = 0.30
+    reason = gopher_repetition("\n\n".join(_blocks(*outside)), p)
+    assert reason == "gopher_repetition:dup_para_frac" and detail(reason) == "dup_para_frac 0.308 > 0.3"  # 4/13
+
+
+@pytest.mark.parametrize("counting, inside, outside", UNIT_BOUNDS)
+def test_dup_line_frac_bound_ignores_blank_lines(counting, inside, outside):
+    p = rep_only("dup_line_frac", counting=counting)
+    lines = _blocks(*inside)
+    text = "\n".join(lines[:3]) + "\n\n\n  \n" + "\n".join(lines[3:])  # blanks are not lines
+    assert gopher_repetition(text, p) is None  # 3/10
+    assert gopher_repetition("\n".join(_blocks(*outside)), p) == "gopher_repetition:dup_line_frac"
+
+
+def test_dup_para_char_frac_bound_counts_every_copy_over_paragraph_chars():
     p = rep_only("dup_para_char_frac")
+    dup = "d" * 10
+    inside = "a" * 80 + "\n\n" + dup + "\n\n" + dup  # both copies: 20 of 100 paragraph chars
+    assert gopher_repetition(inside, p) is None
+    reason = gopher_repetition("a" * 79 + "\n\n" + dup + "\n\n" + dup, p)  # 20 / 99
+    assert reason == "gopher_repetition:dup_para_char_frac" and detail(reason) == "dup_para_char_frac 0.202 > 0.2"
+
+
+def test_dup_para_char_frac_bound_datatrove():
+    p = rep_only("dup_para_char_frac", counting="datatrove")
     dup = "d" * 20
-    inside = "a" * 56 + "\n\n" + dup + "\n\n" + dup  # 20 / 100
-    outside = "a" * 55 + "\n\n" + dup + "\n\n" + dup  # 20 / 99
+    inside = "a" * 56 + "\n\n" + dup + "\n\n" + dup  # the second copy: 20 / len(text) 100
     assert len(inside) == 100
     assert gopher_repetition(inside, p) is None
-    assert gopher_repetition(outside, p) == "gopher_repetition:dup_para_char_frac"
+    assert gopher_repetition("a" * 55 + "\n\n" + dup + "\n\n" + dup, p) == "gopher_repetition:dup_para_char_frac"
 
 
-def test_dup_line_frac_bound_ignores_blank_lines():
-    p = rep_only("dup_line_frac")
-    lines = _blocks(7, 3)
-    inside = "\n".join(lines[:3]) + "\n\n\n  \n" + "\n".join(lines[3:])  # blanks are not lines
-    assert gopher_repetition(inside, p) is None  # 3/10
-    assert gopher_repetition("\n".join(_blocks(9, 4)), p) == "gopher_repetition:dup_line_frac"
-
-
-def test_dup_line_char_frac_bound():
+def test_dup_line_char_frac_bound_counts_every_copy_over_line_chars():
     p = rep_only("dup_line_char_frac")
+    dup = "d" * 10
+    assert gopher_repetition("a" * 80 + "\n" + dup + "\n\n" + dup, p) is None  # 20 / 100
+    assert gopher_repetition("a" * 79 + "\n" + dup + "\n" + dup, p) == "gopher_repetition:dup_line_char_frac"
+
+
+def test_dup_line_char_frac_bound_datatrove():
+    p = rep_only("dup_line_char_frac", counting="datatrove")
     dup = "d" * 20
     inside = "a" * 58 + "\n" + dup + "\n" + dup
     assert len(inside) == 100
@@ -90,6 +129,7 @@ def test_dup_line_char_frac_bound():
 # ---------------------------------------------------------------- repetition: n-grams
 
 
+@pytest.mark.parametrize("counting", ["paper", "datatrove"])
 @pytest.mark.parametrize(
     "n, gram, count",
     [
@@ -98,16 +138,20 @@ def test_dup_line_char_frac_bound():
         (4, ["aa", "bb", "cc", "dd"], 2),  # 8 x 2 = 16 -> 0.16
     ],
 )
-def test_top_ngram_bounds(n, gram, count):
+def test_top_ngram_bounds(counting, n, gram, count):
+    """Both readings count the top n-gram's every occurrence; the paper's denominator is the
+    words' chars, datatrove's the text's (spaces included)."""
     words: list[str] = []
     for k in range(count):
         words += gram + [uw(k)]
-    p = rep_only(f"top_{n}_gram_frac")
-    assert gopher_repetition(pad_to(words, 100), p) is None
-    assert gopher_repetition(pad_to(words, 99), p) == f"gopher_repetition:top_{n}_gram"
+    pad = pad_words if counting == "paper" else pad_to
+    p = rep_only(f"top_{n}_gram_frac", counting=counting)
+    assert gopher_repetition(pad(words, 100), p) is None
+    assert gopher_repetition(pad(words, 99), p) == f"gopher_repetition:top_{n}_gram"
     # with defaults too: the shorter n-grams inside the repeated one stay under their bounds
-    assert gopher_repetition(pad_to(words, 100), GopherRepetitionParams()) is None
-    assert gopher_repetition(pad_to(words, 99), GopherRepetitionParams()) == f"gopher_repetition:top_{n}_gram"
+    defaults = GopherRepetitionParams(counting=counting)
+    assert gopher_repetition(pad(words, 100), defaults) is None
+    assert gopher_repetition(pad(words, 99), defaults) == f"gopher_repetition:top_{n}_gram"
 
 
 def test_top_ngram_counts_only_repeated_ngrams():
@@ -123,46 +167,107 @@ def test_top_ngram_tie_takes_largest_coverage():
     assert gopher_mod._top_ngram_chars(words, 2) == 2 * len("longwordanother")
 
 
-@pytest.mark.parametrize("n", range(5, 11))
-def test_dup_ngram_bounds(n):
-    field = f"dup_{n}_gram_frac"
-    covered = round(GopherRepetitionParams.model_fields[field].default * 100)  # 15, 14, ... 10
-    base, extra = divmod(covered, n)
-    # n distinct words whose lengths sum to `covered`
+def _gram(n: int, chars: int) -> list[str]:
+    """n distinct words whose lengths sum to `chars`."""
+    base, extra = divmod(chars, n)
     gram = [chr(ord("a") + i) * (base + (1 if i < extra else 0)) for i in range(n)]
-    assert sum(map(len, gram)) == covered
+    assert sum(map(len, gram)) == chars
+    return gram
+
+
+@pytest.mark.parametrize("n", range(5, 11))
+def test_dup_ngram_bounds_count_every_copy(n):
+    """An n-gram twice: both copies' words count, over 200 chars of words (no spaces)."""
+    field = f"dup_{n}_gram_frac"
+    bound = GopherRepetitionParams.model_fields[field].default
+    gram = _gram(n, round(bound * 100))  # twice: 2 * bound * 100 of 200
     words = gram + [uw(1)] + gram
     p = rep_only(field)
+    assert gopher_repetition(pad_words(words, 200), p) is None
+    reason = gopher_repetition(pad_words(words, 199), p)
+    assert reason == f"gopher_repetition:dup_{n}_gram"
+    assert detail(reason).startswith(f"dup_{n}_gram 0.") and detail(reason).endswith(f" > {bound}")
+
+
+@pytest.mark.parametrize("n", range(5, 11))
+def test_dup_ngram_bounds_datatrove(n):
+    """datatrove: only the second copy counts, over len(text)."""
+    field = f"dup_{n}_gram_frac"
+    gram = _gram(n, round(GopherRepetitionParams.model_fields[field].default * 100))  # 15, 14, ... 10
+    words = gram + [uw(1)] + gram
+    p = rep_only(field, counting="datatrove")
     assert gopher_repetition(pad_to(words, 100), p) is None
     assert gopher_repetition(pad_to(words, 99), p) == f"gopher_repetition:dup_{n}_gram"
 
 
-def test_dup_ngram_scan_jumps_past_a_repeat():
-    from itertools import accumulate
+def test_a_span_twice_scores_what_gopher_says_not_half():
+    """The issue's example: a 10-word span twice in a 100-word page. Gopher's reading covers both
+    copies (20 of 100 words: ~0.2), datatrove's only the second (and spaces in the denominator)."""
+    span = [uw(i) for i in range(100, 110)]
+    words = span + [uw(i) for i in range(200, 280)] + span
+    assert len(words) == 100
+    text = " ".join(words)
+    paper = gopher_repetition(text, GopherRepetitionParams())
+    assert paper == "gopher_repetition:dup_5_gram"
+    assert detail(paper) == "dup_5_gram 0.2 > 0.15"  # every word has 4 chars
+    assert gopher_repetition(text, GopherRepetitionParams(counting="datatrove")) is None
+    cum = [0, *accumulate(map(len, words))]
+    assert gopher_mod._covered_chars(words, 10, cum) / cum[-1] == pytest.approx(0.2, abs=0.01)
+    assert gopher_mod._dup_ngram_chars(words, 10, cum) / len(text) == pytest.approx(0.084, abs=0.01)
 
+
+def test_covered_chars_counts_each_word_once():
+    words = "a b c d e a b c d e a b c d e".split()
+    cum = [0, *accumulate(map(len, words))]
+    assert gopher_mod._covered_chars(words, 5, cum) == 15  # every word, overlaps counted once
+    words = "x a b c d e y a b c d e z".split()
+    cum = [0, *accumulate(map(len, words))]
+    assert gopher_mod._covered_chars(words, 5, cum) == 10
+    assert gopher_mod._covered_chars(words, 6, cum) is None
+    words = ["a"] * 12
+    assert gopher_mod._covered_chars(words, 5, [0, *accumulate(map(len, words))]) == 12
+
+
+def test_dup_ngram_scan_jumps_past_a_repeat():
     words = "a b c d e a b c d e a b c d e".split()
     cum = [0, *accumulate(map(len, words))]
     # positions 0-4 are new; the 5-grams at 5 and 10 repeat: 5 + 5 chars
-    assert gopher_mod._dup_ngram_chars(words, 5, cum, len(" ".join(words)), 1.0) == 10
+    assert gopher_mod._dup_ngram_chars(words, 5, cum) == 10
     words = ["a"] * 12
     cum = [0, *accumulate(map(len, words))]
     # "a a a a a" new at 0, repeat at 1 (jump to 6), repeat at 6 (jump to 11, past the end)
-    assert gopher_mod._dup_ngram_chars(words, 5, cum, 23, 1.0) == 10
-    assert gopher_mod._dup_ngram_chars([uw(i) for i in range(20)], 5, cum, 23, 1.0) is None
+    assert gopher_mod._dup_ngram_chars(words, 5, cum) == 10
+    assert gopher_mod._dup_ngram_chars([uw(i) for i in range(20)], 5, cum) is None
 
 
-def test_repetition_order_and_reasons_with_defaults():
+@pytest.mark.parametrize("counting", ["paper", "datatrove"])
+def test_repetition_order_and_reasons_with_defaults(counting):
+    p = GopherRepetitionParams(counting=counting)
     line = "the same line of text repeated here"
-    assert gopher_repetition("\n\n".join([line] * 10), GopherRepetitionParams()) == (
-        "gopher_repetition:dup_para_frac"
-    )
-    assert gopher_repetition("\n".join([line] * 10), GopherRepetitionParams()) == (
-        "gopher_repetition:dup_line_frac"
-    )
-    assert gopher_repetition(" ".join([line] * 10), GopherRepetitionParams()) == (
-        "gopher_repetition:top_2_gram"
-    )
-    assert gopher_repetition("", GopherRepetitionParams()) is None
+    assert gopher_repetition("\n\n".join([line] * 10), p) == "gopher_repetition:dup_para_frac"
+    assert gopher_repetition("\n".join([line] * 10), p) == "gopher_repetition:dup_line_frac"
+    assert gopher_repetition(" ".join([line] * 10), p) == "gopher_repetition:top_2_gram"
+    assert gopher_repetition("", p) is None
+
+
+def test_real_page_where_the_readings_disagree(data_dir):
+    """A real news page whose hover cards repeat a long run of headlines: Gopher's reading sees
+    its duplicated 5-grams over the bound; datatrove's, counting only the later copies, does not."""
+    from refinery.extract import ExtractParams, extract_text
+    from refinery.io.warc import ReadParams, read_warc
+
+    url = "https://thehill.com/blogs/blog-briefing-room/news/471031-new-york-man-pleads-guilty-to-threatening-to-kill-omar"
+    with open(data_dir / "crawl-sample" / "real-pages.warc.gz", "rb") as f:
+        html = next(r["html"] for b in read_warc(f, "crawl-sample", ReadParams()) for r in b.to_pylist() if r["url"] == url)
+    text, _ = extract_text(html, ExtractParams())
+    paper = gopher_repetition(text, GopherRepetitionParams())
+    assert paper == "gopher_repetition:dup_5_gram"
+    value = float(detail(paper).split()[1])
+    assert 0.15 < value < 0.25
+    assert gopher_repetition(text, GopherRepetitionParams(counting="datatrove")) is None
+    words = text.split()
+    cum = [0, *accumulate(map(len, words))]
+    assert gopher_mod._dup_ngram_chars(words, 5, cum) / len(text) < value / 2  # under half of Gopher's value
 
 
 # ---------------------------------------------------------------- quality
@@ -234,6 +339,14 @@ def test_stop_words_normalized_and_counted():
     assert _q(["The,", "(and)"] + ["house"] * 60) is None
     assert _q(["The,", "Theory"] + ["house"] * 60) == "gopher_quality:stop_words"
     assert _q(["THE"] * 2 + ["house"] * 60) is None  # occurrences, not distinct words
+
+
+def test_quality_drops_say_what_they_measured():
+    assert _q(STOP2 + ["house"] * 47 + ["&"]).detail == "words 49 < 50"
+    assert _q(STOP2 + ["cat"] * 97 + ["ox"]).detail == "mean word length 2.99 < 3"
+    assert _q(STOP2 + ["house"] * 87 + ["#tag"] * 11).detail == "'#' per word 0.11 > 0.1"
+    assert _q(STOP2 + ["house"] * 77 + ["1234"] * 21).detail == "words with a letter 0.79 < 0.8"
+    assert _q(["The,", "Theory"] + ["house"] * 60).detail == "stop words 1 < 2"
 
 
 # ---------------------------------------------------------------- real page and params

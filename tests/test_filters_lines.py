@@ -98,7 +98,30 @@ def test_five_percent_rule():
     text, reason = line_corrections(inside, P)
     assert reason is None and text == body_95
     outside = body_94 + "\n" + "\n".join(singles)  # 6 of 100
-    assert line_corrections(outside, P)[1] == "line_corrections:too_many_words_removed"
+    reason = line_corrections(outside, P)[1]
+    assert reason == "line_corrections:too_many_words_removed"
+    assert reason.detail == "removed words 0.06 > 0.05 (6 of 100)"
+
+
+def test_removed_lines_are_recorded_with_their_rule_and_line_number():
+    text = "\n".join([BODY[0], "HOME", "NEWS AND SPORTS", "12 comments", "2024", "", "Sign in to read this", BODY[1],
+                      "more on this topic Read more...", "3 items in cart now"])
+    removed: list = []
+    corrected, reason = line_corrections(text, LineCorrectionsParams(max_removed_words_frac=1.0), removed)
+    assert reason is None
+    assert removed == [
+        ("few_words", 1, "HOME"),
+        ("uppercase", 2, "NEWS AND SPORTS"),
+        ("counter", 3, "12 comments"),
+        ("few_words", 4, "2024"),
+        ("prefix", 6, "Sign in"),
+        ("suffix", 8, "Read more..."),
+        ("anywhere", 9, "items in cart"),
+    ]
+    lines = text.split("\n")
+    assert all(what in lines[i] for _, i, what in removed)  # numbers index the text the stage got
+    assert corrected.split("\n") == [BODY[0], "", "to read this", BODY[1], "more on this topic", "3 now"]
+    assert line_corrections(text, LineCorrectionsParams(max_removed_words_frac=1.0)) == (corrected, None)  # not asked: same result
 
 
 def test_paragraph_breaks_kept_and_collapsed():

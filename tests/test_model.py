@@ -18,7 +18,8 @@ from refinery.model.data import PackedBatches, detokenize_wikitext, read_eval_do
 from refinery.model.evaluate import bits_per_byte, drop_training_overlap, score_documents
 from refinery.model.gpt import GPT, config_for
 from refinery.model.tokenizer import ByteTokenizer
-from refinery.model.train import TrainConfig, load_model, train
+from refinery.model import train as train_module
+from refinery.model.train import SteadyThroughput, TrainConfig, load_model, peak_tflops_for, train
 
 DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 WIKITEXT = DATA / "wikitext-2-tokenized" / "valid.txt.gz"
@@ -134,15 +135,28 @@ def test_packing_is_seeded_and_resumes_mid_shard(shards, monkeypatch):
     assert all(torch.equal(batches[i][0], resumed.next_batch()[0]) for i in range(30, 60))
 
 
-def test_model_sizes():
-    expected = {"tiny": (0.1e6, 0.2e6), "small": (28e6, 36e6), "gpt2-124m": (80e6, 90e6)}  # byte vocabulary
+def test_model_sizes_are_named_by_their_parameter_count():
+    expected = {"tiny": (0.1e6, 0.2e6), "mini": (0.45e6, 0.55e6), "small": (28e6, 36e6), "gpt2-86m": (85e6, 87e6)}
     for size, (low, high) in expected.items():
         with torch.device("meta"):
             model = GPT(config_for(size, ByteTokenizer.vocab_size))
         assert low < model.num_params() < high, size
+        # the byte vocabulary's 257 rows padded to a multiple of 64; the tied head has the same rows
+        assert model.token_embedding.weight.shape[0] == 320 and model.lm_head.weight is model.token_embedding.weight
     assert (model.config.n_layer, model.config.n_embd, model.config.n_head, model.config.block_size) == (12, 768, 12, 1024)
     non_embedding = model.num_params(with_position_embedding=False)
     assert model.flops_per_token(1024) == 6 * non_embedding + 12 * 12 * 768 * 1024
+    with pytest.raises(ValueError, match="now 'gpt2-86m'"):
+        config_for("gpt2-124m", ByteTokenizer.vocab_size)
+
+
+def test_padded_vocabulary_rows_get_no_probability():
+    torch.manual_seed(0)
+    model = GPT(config_for("tiny", ByteTokenizer.vocab_size))
+    idx = torch.randint(0, 257, (2, 16))
+    logits, loss = model(idx, idx)
+    assert logits.shape == (2, 16, 257)  # cut back to the real symbols: a proper distribution over them
+    assert loss.item() == pytest.approx(torch.nn.functional.cross_entropy(logits.reshape(-1, 257), idx.reshape(-1)).item())
 
 
 def test_tiny_model_loss_falls_on_real_text(shards):
@@ -244,12 +258,13 @@ def test_pretrain_comparison_end_to_end(shards, wiki_docs, articles, tmp_path, c
     assert report["bpb_relative_difference"] == pytest.approx((refined - baseline) / baseline)
     markdown = (out / "report.md").read_text()
     assert "| refined | 0 |" in markdown and "| baseline | 1 |" in markdown
-    assert (out / "loss_curves.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    page = (out / "report.html").read_text()
+    assert page.count("<svg") == 2 and "| refined | 0 |" not in page and "<td>refined</td><td class=\"num\">0</td>" in page
 
     # Rerunning finds every run's finished checkpoint: nothing retrains, the scores are the same.
     capsys.readouterr()
     assert model_cli_main(argv) == 0
-    assert "resumed from" in capsys.readouterr().out
+    assert capsys.readouterr().out.count("finished before: skipped") == 4
     rerun = json.loads((out / "report.json").read_text())
     assert rerun["arms"]["refined"]["runs"][1]["bpb"] == report["arms"]["refined"]["runs"][1]["bpb"]
 
@@ -263,3 +278,142 @@ def test_pretrain_single_arm(shards, wiki_docs, tmp_path):
     report = json.loads((out / "report.json").read_text())
     assert list(report["arms"]) == ["refined"] and report["bpb_relative_difference"] is None
     assert report["eval_docs_dropped"] == 0
+
+
+def test_mfu_peak_comes_from_the_device_name():
+    assert peak_tflops_for("NVIDIA H100 80GB HBM3") == 989.0
+    assert peak_tflops_for("NVIDIA H100 PCIe") == 756.0
+    assert peak_tflops_for("NVIDIA H200") == 989.0
+    assert peak_tflops_for("NVIDIA A100-SXM4-80GB") == 312.0
+    assert peak_tflops_for("NVIDIA GeForce RTX 4090") is None
+    assert TrainConfig(device="cpu").resolved().peak_tflops is None  # no MFU on the CPU
+    assert TrainConfig(device="cpu", peak_tflops=100.0).resolved().peak_tflops == 100.0
+    assert TrainConfig(device="cpu").resolved().compile is False
+
+
+class FakeClock:
+    """time.perf_counter for the training loop: advanced by the test, not by the machine."""
+
+    def __init__(self):
+        self.now = 0.0
+
+    def perf_counter(self) -> float:
+        return self.now
+
+
+def test_checkpoints_follow_wall_time_and_throughput_is_the_steady_state(shards, tmp_path, monkeypatch):
+    """Steps take 1 s (the first three, compile-like, 20 s); a checkpoint write takes 50 s. With
+    --checkpoint-every 5 s, checkpoints land every 5 s of wall time, and tokens/s counts neither
+    the warm-up nor the checkpoint writes: exactly one step's tokens per second."""
+    clock = FakeClock()
+    monkeypatch.setattr(train_module, "time", clock)
+    batches = {"n": 0}
+    next_batch = PackedBatches.next_batch
+
+    def timed_batch(self):
+        batches["n"] += 1
+        clock.now += 20.0 if batches["n"] <= 3 else 1.0
+        return next_batch(self)
+
+    saved = []
+    save = train_module.save_checkpoint
+
+    def timed_save(path, model, optimizer, loader, tokenizer, config, step, losses):
+        saved.append(step)
+        save(path, model, optimizer, loader, tokenizer, config, step, losses)
+        clock.now += 50.0
+
+    monkeypatch.setattr(PackedBatches, "next_batch", timed_batch)
+    monkeypatch.setattr(train_module, "save_checkpoint", timed_save)
+    config = TrainConfig(size="tiny", tokens=23 * 4 * 64, seq_len=64, batch_size=4, checkpoint_every=5.0,
+                         throughput_warmup_steps=3, log_every=4)
+    result = train(config, [shards["wiki"]], tmp_path / "run.pt", log=lambda line: None)
+    # steps 1-3 take 20 s each, so each of them is due; then every 5th step of 1 s, and the last
+    assert saved == [1, 2, 3, 8, 13, 18, 23]
+    assert result.tokens_per_s == pytest.approx(4 * 64 / 1.0)
+    assert result.mfu is None  # CPU: no known peak
+
+
+def test_steady_throughput_meter():
+    clock = FakeClock()
+    meter = SteadyThroughput("cpu", warmup_steps=2, tokens_per_step=100, clock=clock.perf_counter)
+    for seconds in (30, 30, 2, 2):  # two slow warm-up steps, then 2 s a step
+        clock.now += seconds
+        meter.step_done()
+        assert meter.tokens_per_s is None or meter.steps_run > 2
+    meter.pause()
+    clock.now += 1000  # a checkpoint write
+    meter.resume()
+    clock.now += 2
+    meter.step_done()
+    meter.pause()
+    assert (meter.timed_steps, meter.seconds, meter.tokens_per_s) == (3, 6.0, pytest.approx(50.0))
+
+
+def test_resume_on_cuda_gets_the_fused_optimizer_and_one_device_rng(shards, tmp_path):
+    """A CPU checkpoint carries fused=False in its AdamW groups; resumed for CUDA it must run
+    fused (torch also has a fused AdamW for CPU tensors, so the state is checked by stepping it)."""
+    config = TrainConfig(size="tiny", tokens=2 * 4 * 64, seq_len=64, batch_size=4)
+    train(config, [shards["wiki"]], tmp_path / "cpu.pt", log=lambda line: None)
+    checkpoint = train_module.load_checkpoint(tmp_path / "cpu.pt")
+    assert checkpoint["rng"]["cuda"] is None  # saved on the CPU: no CUDA generator
+    assert all(group["fused"] is False for group in checkpoint["optimizer"]["param_groups"])
+
+    torch.manual_seed(0)
+    model = GPT(config_for("tiny", ByteTokenizer.vocab_size))
+    optimizer = train_module.make_optimizer(model, config.resolved(), "cpu")
+    train_module.load_optimizer_state(optimizer, checkpoint["optimizer"], "cuda")
+    assert all(group["fused"] is True and group["foreach"] is None for group in optimizer.param_groups)
+    step_counter = next(iter(optimizer.state.values()))["step"]
+    assert step_counter.dtype == torch.float32 and step_counter.item() == 2  # placed for the fused kernel
+    model(torch.zeros(1, 8, dtype=torch.long), torch.zeros(1, 8, dtype=torch.long))[1].backward()
+    optimizer.step()
+    assert next(iter(optimizer.state.values()))["step"].item() == 3
+
+
+def test_pretrain_named_arms_several_eval_sets_and_a_cached_overlap_check(shards, wiki_docs, articles, tmp_path, monkeypatch, capsys):
+    (tmp_path / "wiki.txt").write_text("\n\n".join(wiki_docs[-12:]), encoding="utf-8")
+    second = wiki_docs[-20:-12] + [articles[2]]  # the article is training text of the arm `articles`
+    (tmp_path / "second.jsonl").write_text("".join(json.dumps({"text": d}) + "\n" for d in second))
+    out = tmp_path / "out"
+    part0, part1 = resolve_paths([shards["wiki"]])
+    argv = ["pretrain", "--arm", f"wiki0={part0}", "--arm", f"wiki1={part1}", "--arm", f"articles={shards['articles']}",
+            "--arm", f"copy={shards['wiki']}/part-0.parquet", "--eval", str(tmp_path / "wiki.txt"),
+            "--eval", f"other={tmp_path / 'second.jsonl'}", "--tokens", "3k", "--seeds", "2", "--size", "tiny",
+            "--seq-len", "64", "--batch-size", "4", "--out", str(out), "--device", "cpu"]
+    assert model_cli_main(argv) == 0
+    report = json.loads((out / "report.json").read_text())
+
+    assert list(report["arms"]) == ["wiki0", "wiki1", "articles", "copy"] and report["reference_arm"] == "wiki0"
+    assert {name: (e["docs_scored"], e["docs_dropped"]) for name, e in report["evals"].items()} == {"wiki": (12, 0), "other": (8, 1)}
+    reference = report["arms"]["wiki0"]
+    assert reference["delta"] is None and all(e["delta"] is None for e in reference["evals"].values())
+    for name in ("wiki1", "articles"):
+        arm = report["arms"][name]
+        for eval_name in ("wiki", "other"):
+            diffs = [run["evals"][eval_name]["bpb"] - ref["evals"][eval_name]["bpb"] for run, ref in zip(arm["runs"], reference["runs"])]
+            delta = arm["evals"][eval_name]["delta"]
+            assert delta["vs"] == "wiki0" and delta["seeds"] == 2
+            assert delta["bpb"] == pytest.approx(np.mean(diffs))
+            assert delta["bpb_se"] == pytest.approx(np.std(diffs, ddof=1) / math.sqrt(2))
+            assert delta["significant"] == (abs(delta["bpb"]) > 2 * delta["bpb_se"])
+            assert delta["relative"] == pytest.approx(delta["bpb"] / reference["evals"][eval_name]["mean"]["bpb"])
+        assert arm["mean"]["bpb"] == arm["evals"]["wiki"]["mean"]["bpb"]  # the first eval set is the headline
+        assert arm["epochs"] == pytest.approx(12 * 4 * 64 / arm["tokens_per_epoch"])
+    # the same text under another name: its runs are the reference's, not trained again
+    assert report["arms"]["copy"]["reused_from"] == "wiki0" and report["arms"]["copy"]["runs"] == reference["runs"]
+    assert report["arms"]["copy"]["delta"]["bpb"] == 0 and not (out / "copy").exists()
+    page = (out / "report.html").read_text()
+    assert page.count("<svg") == 2 and "copy (= wiki0)" in page and "other bpb" in page
+
+    # a re-run reads the overlap check from the cache and skips every run
+    from refinery.model import compare as compare_module
+
+    def no_scan(*args, **kwargs):
+        raise AssertionError("training text scanned again")
+
+    monkeypatch.setattr(compare_module, "seen_ngrams", no_scan)
+    capsys.readouterr()
+    assert model_cli_main(argv) == 0
+    assert capsys.readouterr().out.count("finished before: skipped") == 6
+    assert json.loads((out / "report.json").read_text())["arms"] == report["arms"]

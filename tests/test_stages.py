@@ -45,3 +45,29 @@ def test_language_model_loads_once_per_process(data_dir):
     for _ in range(3):
         apply_stage(apply_stage(first_batch(data_dir, 5), extract), lid)
     assert language.load_model.cache_info().misses == 1
+
+
+def test_drops_say_what_they_measured_and_edits_are_counted(data_dir):
+    """Every row a filter-phase stage drops carries its rule's measure; what line corrections
+    strike from a row they keep is on the row (words and chars), and with removed text kept,
+    the lines themselves, numbered in the text the stage got."""
+    batch = first_batch(data_dir, 60)
+    for p in load_config("pipelines/cc.yaml").stages:
+        if p.stage == "line_corrections":
+            before = {r["id"]: r["text"] for r in batch.to_pylist() if r["removed_by"] is None}
+        batch = apply_stage(batch, p, keep_removed_text=True)
+    rows = batch.to_pylist()
+    removed = [r for r in rows if r["removed_by"]]
+    assert {r["removed_by"] for r in removed} >= {"language_prefilter", "language", "gopher_repetition", "gopher_quality"}
+    assert all(r["reason_detail"] for r in removed)
+    edited = [r for r in rows if r["struck"]]
+    assert edited
+    for r in edited:
+        (s,) = r["struck"]
+        assert s["stage"] == "line_corrections"
+        assert s["words"] == len(before[r["id"]].split()) - r["n_words"] > 0
+        assert s["chars"] == len(before[r["id"]]) - r["n_chars"]
+        lines = before[r["id"]].split("\n")
+        assert r["removed_lines"] and all(x["text"] in lines[x["line"]] for x in r["removed_lines"])
+    unchanged = [r for r in rows if r["removed_by"] is None and not r["struck"]]
+    assert all(before[r["id"]] == r["text"] and not r["removed_lines"] for r in unchanged)

@@ -28,12 +28,29 @@ P = UrlFilterParams()
         ("https://example.com/best.free.porn.hub", "url_filter:hard_word"),
         ("https://myfreepornstar.example/x", "url_filter:strict_word"),
         ("https://example.com/sussex-county", None),  # substrings of soft words do not count
+        ("https://example.com/hot/hot-deals", None),  # one soft word twice is one hit
+        ("https://example.com/hot/teen-hot-deals", "url_filter:soft_words"),
     ],
 )
 def test_url_filter(url, reason):
     from urllib.parse import urlsplit
 
     assert url_filter(url, urlsplit(url).hostname, P) == reason
+
+
+@pytest.mark.parametrize(
+    "url, detail",
+    [
+        ("https://de.m.wikipedia.org/wiki/X", "domain de.m.wikipedia.org is under wikipedia.org"),
+        ("https://example.com/free-porn-videos", "hard word 'porn'"),
+        ("https://example.com/hot/teen-hot-deals", "soft words (hot, teen) 2 >= 2"),
+        ("https://myfreepornstar.example/x", "strict word 'freeporn' in the URL"),
+    ],
+)
+def test_url_filter_says_what_it_matched(url, detail):
+    from urllib.parse import urlsplit
+
+    assert url_filter(url, urlsplit(url).hostname, P).detail == detail
 
 
 def test_url_filter_reads_user_lists(tmp_path):
@@ -54,6 +71,9 @@ def test_language_id_on_real_text(data_dir):
     assert language_reason(lang, score, LanguageParams()) is None
     assert language_reason("de", 0.99, LanguageParams()) == "language:not_target"
     assert language_reason("en", 0.64, LanguageParams()) == "language:low_score"
+    assert language_reason("de", 0.99, LanguageParams()).detail == "language de 0.99, not en"
+    assert language_reason("en", 0.42, LanguageParams()).detail == "language en 0.42 < 0.65"
+    assert language_reason("en", 0.6499, LanguageParams()).detail == "language en 0.6499 < 0.65"  # never "0.65 < 0.65"
     assert language_reason("de", 0.99, LanguageParams(languages=["en", "de"])) is None
 
 
@@ -66,7 +86,9 @@ def test_extract_real_page_and_limits(data_dir):
     html, _ = decode_html(gzip.decompress(page.read_bytes()), None)
     text, reason = extract_text(html, ExtractParams())
     assert reason is None and len(text) > 200 and "http" not in text
-    assert extract_text(html, ExtractParams(max_html_chars=len(html) - 1)) == (None, "extract:html_too_large")
+    text, reason = extract_text(html, ExtractParams(max_html_chars=len(html) - 1))
+    assert (text, reason) == (None, "extract:html_too_large")
+    assert reason.detail == f"HTML chars {len(html):,} > {len(html) - 1:,}"
     assert extract_text("<html><body></body></html>", ExtractParams()) == (None, "extract:empty")
 
 

@@ -3,16 +3,19 @@
 FineWeb keeps C4's line rules and document rules but turns off the "every line ends in
 terminal punctuation" rule, which removed too much (it is a flag here, off by default).
 The order follows C4 / datatrove: a line is judged on its words first, and the
-document-level "lorem ipsum" and "{" checks only look at lines that survived those.
+document-level "lorem ipsum" and "{" checks only look at lines that survived those. Sentences
+are counted by spaCy's rule-based sentencizer, as datatrove counts them.
 """
 from __future__ import annotations
 
 import re
+from functools import lru_cache
 from typing import Literal
 
 from pydantic import Field, field_validator
 
 from refinery.params import Params
+from refinery.reason import Reason, measured
 from refinery.text import TERMINAL_PUNCTUATION
 
 POLICY_SUBSTRINGS: tuple[str, ...] = (
@@ -22,18 +25,35 @@ POLICY_SUBSTRINGS: tuple[str, ...] = (
 # Wikipedia-style citation marks C4 strips from lines: "[1]", "[edit]", "[citation needed]".
 _CITATION = re.compile(r"\[\d*\]|\[edit\]|\[citation needed\]", re.IGNORECASE)
 
-# Sentence boundary: a run of . ! ? (optionally followed by closing quotes/brackets) and then
-# whitespace or the end of the line. A line's sentence count is the number of pieces between
-# boundaries that hold a letter or digit, so "A b c. D e f" is 2 and a line without terminal
-# punctuation is 1. It over-splits abbreviations ("Dr. Who"): a simple stand-in for the
-# NLTK/spaCy splitter datatrove uses.
-# The lookbehind starts a boundary only at the first mark of a run, keeping it linear.
-_SENTENCE_END = re.compile(r"(?<![.!?])[.!?]+[\"'”’)\]]*(?:\s+|$)")
 _HAS_ALNUM = re.compile(r"[^\W_]").search
+# spaCy's Doc holds every token of its text: a longer line is counted piece by piece.
+_MAX_PIECE_CHARS = 100_000
 
 
-def count_sentences(line: str) -> int:
-    return sum(1 for piece in _SENTENCE_END.split(line) if _HAS_ALNUM(piece))
+@lru_cache(maxsize=1)
+def _sentencizer():
+    """spaCy's rule-based sentencizer on a blank English pipeline, as datatrove splits C4's
+    sentences: no model, nothing downloaded; built once per process (~0.5 s)."""
+    import spacy
+
+    nlp = spacy.blank("en")
+    nlp.add_pipe("sentencizer")
+    return nlp
+
+
+def count_sentences(line: str, enough: int | None = None) -> int:
+    """Sentences in a line that hold a letter or digit. The tokenizer keeps abbreviations
+    ("Dr.", "p.m.", "U.S."), decimals and initials whole, so only a real sentence end splits
+    ("Dr. Smith met Mr. Jones at 3 p.m. on the U.S. coast today." is one sentence). Counting
+    stops once it reaches `enough`. A line over 100,000 chars is counted in pieces, so a
+    sentence cut at a piece's end counts twice."""
+    nlp = _sentencizer()
+    n = 0
+    for start in range(0, len(line), _MAX_PIECE_CHARS):
+        n += sum(1 for s in nlp(line[start : start + _MAX_PIECE_CHARS]).sents if _HAS_ALNUM(s.text))
+        if enough is not None and n >= enough:
+            break
+    return n
 
 
 class C4Params(Params):
@@ -60,7 +80,7 @@ class C4Params(Params):
         return tuple(s.lower() for s in v)
 
 
-def c4_filter(text: str, p: C4Params) -> tuple[str, str | None]:
+def c4_filter(text: str, p: C4Params, removed_lines: list | None = None) -> tuple[str, Reason | None]:
     """`(kept lines joined by "\\n", None)`, or `(text, "c4:<rule>")` to drop.
 
     Per stripped line, in order: a word over `max_word_length` chars removes it; citations
@@ -69,39 +89,51 @@ def c4_filter(text: str, p: C4Params) -> tuple[str, str | None]:
     "javascript" removes it; "{" drops the document; a policy notice removes it. Then fewer
     than `min_sentences` sentences in the kept lines (see `count_sentences`) drops the
     document (c4:too_few_sentences), as does nothing left (c4:empty).
+
+    With `removed_lines` (a list), what the line rules remove is appended to it as
+    `(rule, line number in text.split("\\n"), removed text)`.
     """
     kept: list[str] = []
     n_sentences = 0
     policies = p.policy_substrings
-    for line in text.split("\n"):
+    note = removed_lines.append if removed_lines is not None else lambda removed: None
+    for i, line in enumerate(text.split("\n")):
         line = line.strip()
         if not line:
             continue
         words = line.split()
         if max(map(len, words)) > p.max_word_length:
+            note(("long_word", i, line))
             continue
         if p.remove_citations and "[" in line:
+            for m in _CITATION.finditer(line):
+                note(("citation", i, m.group()))
             line = _CITATION.sub("", line).strip()
             words = line.split()
         if p.filter_no_terminal_punct and (
             not line.endswith(TERMINAL_PUNCTUATION) or line.endswith(("...", "…"))
         ):
+            note(("no_terminal_punct", i, line))
             continue
         if len(words) < p.min_words_per_line:
+            note(("few_words", i, line))
             continue
         lower = line.lower()
         if p.filter_lorem_ipsum and "lorem ipsum" in lower:
-            return text, "c4:lorem_ipsum"
+            return text, Reason("c4:lorem_ipsum", f'"lorem ipsum" in line {i + 1}')
         if p.filter_javascript and "javascript" in lower:
+            note(("javascript", i, line))
             continue
         if p.filter_curly_bracket and "{" in line:
-            return text, "c4:curly_bracket"
+            return text, Reason("c4:curly_bracket", f'"{{" in line {i + 1}')
         if any(s in lower for s in policies):
+            note(("policy", i, line))
             continue
-        n_sentences += count_sentences(line)
+        if n_sentences < p.min_sentences:  # only whether there are enough matters
+            n_sentences += count_sentences(line, enough=p.min_sentences - n_sentences)
         kept.append(line)
     if n_sentences < p.min_sentences:
-        return text, "c4:too_few_sentences"
+        return text, Reason("c4:too_few_sentences", measured("sentences", n_sentences, "<", p.min_sentences))
     if not kept:
-        return text, "c4:empty"
+        return text, Reason("c4:empty", "no line left")
     return "\n".join(kept), None

@@ -1,8 +1,8 @@
 """Gopher (MassiveWeb) document filters: repetition removal and quality outliers.
 
 Rae et al. 2021, appendix A / table A1; RefinedWeb (MDR stages 4 and 5) applies both.
-Where the paper is silent the semantics follow datatrove's implementation (used by FineWeb);
-each such choice is noted next to the code that makes it.
+Where the paper is silent the semantics follow DCLM's RefinedWeb reproduction or datatrove's
+implementation (used by FineWeb); each such choice is noted next to the code that makes it.
 """
 from __future__ import annotations
 
@@ -13,6 +13,7 @@ from typing import Literal
 from pydantic import Field, field_validator, model_validator
 
 from refinery.params import Params
+from refinery.reason import Reason, measured
 from refinery.text import (
     WORD_EDGE_PUNCTUATION,
     has_alnum,
@@ -38,11 +39,19 @@ def _nonempty_strings(value: tuple[str, ...], what: str) -> tuple[str, ...]:
 class GopherRepetitionParams(Params):
     """Bounds on repeated content; a document exceeding any bound is dropped (strict `>`).
 
-    Char fractions are over `len(text)`. N-gram char counts join the words without spaces.
+    `counting: paper` (the default) reads Gopher's table A1 as written, "characters contained
+    within all duplicate n-grams": every copy of a repeated line, paragraph or n-gram counts,
+    the first too, and a character fraction is over the characters of the units compared (lines,
+    paragraphs, or words), separators excluded on both sides (DCLM's RefinedWeb reproduction).
+    `counting: datatrove` is datatrove's reading, kept for comparisons with it: only the copies
+    after the first count (about half the value on the same text), line and paragraph chars
+    are over `len(text)`, and n-gram chars (joined without spaces) are over `len(text)` too.
     Setting a fraction to 1 effectively disables its rule.
     """
 
     stage: Literal["gopher_repetition"] = "gopher_repetition"
+    counting: Literal["paper", "datatrove"] = Field(
+        "paper", description="paper: every copy counts (Gopher, DCLM); datatrove: copies after the first")
     dup_para_frac: float = Field(0.30, ge=0, le=1, description="duplicate paragraphs / paragraphs")
     dup_para_char_frac: float = Field(0.20, ge=0, le=1, description="chars in duplicate paragraphs / chars")
     dup_line_frac: float = Field(0.30, ge=0, le=1, description="duplicate lines / lines")
@@ -58,8 +67,15 @@ class GopherRepetitionParams(Params):
     dup_10_gram_frac: float = Field(0.10, ge=0, le=1)
 
 
-def _duplicates(items: list[str]) -> tuple[int, int]:
-    """(number of items equal to an earlier item, total chars of those items)."""
+def _duplicates(items: list[str], every_copy: bool) -> tuple[int, int]:
+    """(items that are copies, their total chars): every item whose text occurs more than once
+    (`every_copy`), or only those equal to an earlier item."""
+    if every_copy:
+        counts = Counter(items)
+        return (
+            sum(c for c in counts.values() if c > 1),
+            sum(len(item) * c for item, c in counts.items() if c > 1),
+        )
     seen: set[str] = set()
     count = chars = 0
     for item in items:
@@ -89,15 +105,28 @@ def _top_ngram_chars(words: list[str], n: int) -> int:
     return top * max(sum(map(len, g)) for g, c in counts.items() if c == top)
 
 
-def _dup_ngram_chars(
-    words: list[str], n: int, cum_len: list[int], n_chars: int, bound: float
-) -> int | None:
-    """Chars covered by duplicated n-grams, scanning left to right (Gopher / datatrove);
-    None when no n-gram repeats (then no longer n-gram repeats either).
+def _covered_chars(words: list[str], n: int, cum_len: list[int]) -> int | None:
+    """Gopher's reading: chars (without spaces) of the words that some repeated n-gram covers,
+    each word once; None when no n-gram repeats (then no longer n-gram repeats either)."""
+    grams = _ngrams(words, n)
+    counts = Counter(grams)
+    if len(counts) == len(grams):
+        return None
+    chars = end = 0  # words before `end` are counted already
+    for i, g in enumerate(grams):
+        if counts[g] > 1:
+            chars += cum_len[i + n] - cum_len[max(i, end)]
+            end = i + n
+    return chars
 
-    At position i, an n-gram seen before adds its chars (without spaces) and the scan jumps
-    past it (i += n), so overlapping repeats are not double counted; otherwise it is
-    remembered and the scan moves one word. Stops early once chars / n_chars > bound.
+
+def _dup_ngram_chars(words: list[str], n: int, cum_len: list[int]) -> int | None:
+    """datatrove's reading: chars (without spaces) of the n-grams seen before, scanning left to
+    right; None when no n-gram repeats (then no longer n-gram repeats either).
+
+    At position i, an n-gram seen before adds its chars and the scan jumps past it (i += n),
+    so overlapping repeats are not double counted; otherwise it is remembered and the scan
+    moves one word. The first copy of a repeated n-gram never counts.
     """
     grams = _ngrams(words, n)
     if len(set(grams)) == len(grams):  # no repeat at all: the common case, decided in C
@@ -109,8 +138,6 @@ def _dup_ngram_chars(
         g = grams[i]
         if g in seen:
             chars += cum_len[i + n] - cum_len[i]
-            if chars / n_chars > bound:
-                return chars
             i += n
         else:
             seen.add(g)
@@ -118,54 +145,60 @@ def _dup_ngram_chars(
     return chars
 
 
-def gopher_repetition(text: str, p: GopherRepetitionParams) -> str | None:
-    """None to keep, else `gopher_repetition:<rule>` for the first bound exceeded.
+def _over(rule: str, value: float, bound: float) -> Reason | None:
+    if value > bound:
+        return Reason(f"gopher_repetition:{rule}", measured(rule, value, ">", bound))
+    return None
+
+
+def gopher_repetition(text: str, p: GopherRepetitionParams) -> Reason | None:
+    """None to keep, else `gopher_repetition:<rule>` for the first bound exceeded, with the
+    measured fraction as its detail.
 
     Checks paragraphs, then lines, then top 2/3/4-grams, then duplicated 5..10-grams.
     Lines are split on newlines, paragraphs on blank lines; both are compared after
-    stripping surrounding whitespace and blank ones are ignored. Empty text is kept (the
-    quality filter's word-count bound handles it).
+    stripping surrounding whitespace and blank ones are ignored. Words are whitespace
+    tokens. Empty text is kept (the quality filter's word-count bound handles it).
     """
-    n_chars = len(text)
-    if n_chars == 0:
+    if not text:
         return None
-    paras = paragraphs(text)
-    if paras:
-        dup, dup_chars = _duplicates(paras)
-        if dup / len(paras) > p.dup_para_frac:
-            return "gopher_repetition:dup_para_frac"
-        if dup_chars / n_chars > p.dup_para_char_frac:
-            return "gopher_repetition:dup_para_char_frac"
-    lines = non_blank_lines(text)
-    if lines:
-        dup, dup_chars = _duplicates(lines)
-        if dup / len(lines) > p.dup_line_frac:
-            return "gopher_repetition:dup_line_frac"
-        if dup_chars / n_chars > p.dup_line_char_frac:
-            return "gopher_repetition:dup_line_char_frac"
+    paper = p.counting == "paper"
+    for rule, units, frac, char_frac in (
+        ("dup_para", paragraphs(text), p.dup_para_frac, p.dup_para_char_frac),
+        ("dup_line", non_blank_lines(text), p.dup_line_frac, p.dup_line_char_frac),
+    ):
+        if not units:
+            continue
+        dup, dup_chars = _duplicates(units, every_copy=paper)
+        all_chars = sum(map(len, units)) if paper else len(text)
+        reason = _over(f"{rule}_frac", dup / len(units), frac) or _over(f"{rule}_char_frac", dup_chars / all_chars, char_frac)
+        if reason:
+            return reason
 
     words = split_words(text)
+    cum_len = [0, *accumulate(map(len, words))]
+    n_chars = cum_len[-1] if paper else len(text)
     for n, bound in ((2, p.top_2_gram_frac), (3, p.top_3_gram_frac), (4, p.top_4_gram_frac)):
         covered = _top_ngram_chars(words, n)
         if covered == 0:  # no repeated n-gram, so none of any longer length
             return None
-        if covered / n_chars > bound:
-            return f"gopher_repetition:top_{n}_gram"
+        reason = _over(f"top_{n}_gram", covered / n_chars, bound)
+        if reason:
+            return reason
 
-    cum_len = [0, *accumulate(map(len, words))]
-    for n, bound in (
-        (5, p.dup_5_gram_frac),
-        (6, p.dup_6_gram_frac),
-        (7, p.dup_7_gram_frac),
-        (8, p.dup_8_gram_frac),
-        (9, p.dup_9_gram_frac),
-        (10, p.dup_10_gram_frac),
-    ):
-        covered = _dup_ngram_chars(words, n, cum_len, n_chars, bound)
+    dup_bounds = [p.dup_5_gram_frac, p.dup_6_gram_frac, p.dup_7_gram_frac, p.dup_8_gram_frac, p.dup_9_gram_frac, p.dup_10_gram_frac]
+    chars_of = _covered_chars if paper else _dup_ngram_chars
+    for n, bound in zip(range(5, 11), dup_bounds):
+        covered = chars_of(words, n, cum_len)
         if covered is None:  # no repeated n-gram, so none of any longer length
             break
-        if covered / n_chars > bound:
-            return f"gopher_repetition:dup_{n}_gram"
+        reason = _over(f"dup_{n}_gram", covered / n_chars, bound)
+        if reason:
+            return reason
+        # Gopher's coverage never grows with n (a word under a repeated (n+1)-gram is under
+        # a repeated n-gram), so once it is within every longer n-gram's bound, stop.
+        if paper and covered / n_chars <= min(dup_bounds[n - 4 :], default=1):
+            break
     return None
 
 
@@ -223,8 +256,13 @@ class GopherQualityParams(Params):
         return self
 
 
-def gopher_quality(text: str, p: GopherQualityParams) -> str | None:
-    """None to keep, else `gopher_quality:<rule>` for the first bound failed.
+def _quality(rule: str, name: str, value: float, op: str, bound: float) -> Reason:
+    return Reason(f"gopher_quality:{rule}", measured(name, value, op, bound))
+
+
+def gopher_quality(text: str, p: GopherQualityParams) -> Reason | None:
+    """None to keep, else `gopher_quality:<rule>` for the first bound failed, with what it
+    measured.
 
     Order: min_words, max_words, mean_word_length, hash_ratio, ellipsis_ratio,
     bullet_lines, ellipsis_lines, alpha_words, stop_words. Stop words are counted as
@@ -235,34 +273,40 @@ def gopher_quality(text: str, p: GopherQualityParams) -> str | None:
     symbol_free = [w for w in words if has_alnum(w)]
     n_symbol_free = len(symbol_free)
     if n_symbol_free < p.min_words:
-        return "gopher_quality:min_words"
+        return _quality("min_words", "words", n_symbol_free, "<", p.min_words)
     if n_symbol_free > p.max_words:
-        return "gopher_quality:max_words"
+        return _quality("max_words", "words", n_symbol_free, ">", p.max_words)
     if n_symbol_free:
         mean_len = sum(map(len, symbol_free)) / n_symbol_free
-        if not (p.min_mean_word_length <= mean_len <= p.max_mean_word_length):
-            return "gopher_quality:mean_word_length"
+        if mean_len < p.min_mean_word_length:
+            return _quality("mean_word_length", "mean word length", mean_len, "<", p.min_mean_word_length)
+        if mean_len > p.max_mean_word_length:
+            return _quality("mean_word_length", "mean word length", mean_len, ">", p.max_mean_word_length)
     elif p.min_mean_word_length > 0:
-        return "gopher_quality:mean_word_length"
+        return _quality("mean_word_length", "mean word length", 0, "<", p.min_mean_word_length)
     if n_words == 0:  # only reachable with min_words == 0; nothing else to measure
         return None
 
-    if text.count("#") / n_words > p.max_hash_ratio:
-        return "gopher_quality:hash_ratio"
-    if (text.count("...") + text.count("…")) / n_words > p.max_ellipsis_ratio:
-        return "gopher_quality:ellipsis_ratio"
+    hashes = text.count("#") / n_words
+    if hashes > p.max_hash_ratio:
+        return _quality("hash_ratio", "'#' per word", hashes, ">", p.max_hash_ratio)
+    ellipses = (text.count("...") + text.count("…")) / n_words
+    if ellipses > p.max_ellipsis_ratio:
+        return _quality("ellipsis_ratio", "ellipses per word", ellipses, ">", p.max_ellipsis_ratio)
 
     lines = non_blank_lines(text)  # already stripped on both sides
     if lines:
         n_lines = len(lines)
-        bullets = p.bullet_prefixes
-        if sum(1 for s in lines if s.startswith(bullets)) / n_lines > p.max_bullet_lines_frac:
-            return "gopher_quality:bullet_lines"
-        if sum(1 for s in lines if s.endswith(ELLIPSES)) / n_lines > p.max_ellipsis_lines_frac:
-            return "gopher_quality:ellipsis_lines"
+        bullets = sum(1 for s in lines if s.startswith(p.bullet_prefixes)) / n_lines
+        if bullets > p.max_bullet_lines_frac:
+            return _quality("bullet_lines", "bullet lines", bullets, ">", p.max_bullet_lines_frac)
+        trailing = sum(1 for s in lines if s.endswith(ELLIPSES)) / n_lines
+        if trailing > p.max_ellipsis_lines_frac:
+            return _quality("ellipsis_lines", "lines ending in an ellipsis", trailing, ">", p.max_ellipsis_lines_frac)
 
-    if sum(1 for w in words if has_letter(w)) / n_words < p.min_alpha_words_frac:
-        return "gopher_quality:alpha_words"
+    alpha = sum(1 for w in words if has_letter(w)) / n_words
+    if alpha < p.min_alpha_words_frac:
+        return _quality("alpha_words", "words with a letter", alpha, "<", p.min_alpha_words_frac)
 
     if p.min_stop_words:
         stop = frozenset(p.stop_words)
@@ -273,5 +317,5 @@ def gopher_quality(text: str, p: GopherQualityParams) -> str | None:
                 if found >= p.min_stop_words:
                     break
         if found < p.min_stop_words:
-            return "gopher_quality:stop_words"
+            return _quality("stop_words", "stop words", found, "<", p.min_stop_words)
     return None

@@ -12,6 +12,7 @@ from typing import Literal
 from pydantic import Field
 
 from refinery.params import Params
+from refinery.reason import Reason, measured, number
 
 
 def bundled_model_path() -> str:
@@ -39,11 +40,11 @@ def identify_language(text: str, model_path: str | None = None) -> tuple[str, fl
     return labels[0].removeprefix("__label__"), float(min(scores[0], 1.0))
 
 
-def language_reason(language: str, score: float, p: LanguageParams) -> str | None:
+def language_reason(language: str, score: float, p: LanguageParams) -> Reason | None:
     if language not in p.languages:
-        return "language:not_target"
+        return Reason("language:not_target", f"language {language} {number(score)}, not {'/'.join(p.languages)}")
     if score < p.threshold:
-        return "language:low_score"
+        return Reason("language:low_score", measured(f"language {language}", score, "<", p.threshold))
     return None
 
 
@@ -103,10 +104,11 @@ def page_text(html: str, max_depth: int = 5_000) -> str:
     return node.text(separator=" ") if node is not None else ""
 
 
-def language_prefilter(html: str, p: LanguagePrefilterParams) -> tuple[str | None, str, float]:
+def language_prefilter(html: str, p: LanguagePrefilterParams) -> tuple[Reason | None, str, float]:
     """(reason or None, language, score) of a page's visible text."""
     # the beginning of a huge page tells its language as well as the whole (which extract drops)
     language, score = identify_language(page_text(html[: p.max_html_chars], p.max_depth)[: p.max_chars], p.model_path)
     if language not in p.languages and score >= p.reject_score:
-        return "language_prefilter:not_target", language, score
+        detail = measured(f"page text {language}", score, ">=", p.reject_score) + f", not {'/'.join(p.languages)}"
+        return Reason("language_prefilter:not_target", detail), language, score
     return None, language, score

@@ -15,6 +15,7 @@ from typing import Literal
 from pydantic import Field, field_validator
 
 from refinery.params import Params
+from refinery.reason import Reason, measured
 
 COUNTER_NOUNS: tuple[str, ...] = (
     "likes", "like", "comments", "comment", "views", "view", "shares", "share",
@@ -100,26 +101,28 @@ def _edge_regex(patterns: tuple[str, ...], where: str) -> re.Pattern[str] | None
     return re.compile(rx, re.IGNORECASE)
 
 
-def _is_boilerplate_line(line: str, n_words: int, p: LineCorrectionsParams,
-                         counter: re.Pattern[str] | None) -> bool:
-    """`line` is stripped and non-empty."""
+def _boilerplate_rule(line: str, n_words: int, p: LineCorrectionsParams,
+                      counter: re.Pattern[str] | None) -> str | None:
+    """The line rule that removes `line` (stripped, non-empty), or None."""
     if n_words < p.min_words_per_line:
-        return True
+        return "few_words"
     # Uppercase over all the line's chars (DCLM): a line without letters has ratio 0, and
     # "NASA and the FBI" (7 of 16 chars) stays while an all-caps heading goes.
     if sum(map(str.isupper, line)) / len(line) > p.uppercase_frac_threshold:
-        return True
+        return "uppercase"
     # Numeric over non-space chars, so "1 2 3 4" counts as only numbers.
     n_nonspace = len(line) - sum(map(str.isspace, line))
     if sum(map(str.isnumeric, line)) / n_nonspace >= p.numeric_frac_threshold:
-        return True
+        return "numeric"
     # A counter is "<number>[K] <noun>" with punctuation around: a short line of at most
     # 4 tokens (the guard also keeps the regex off huge lines, where it backtracks a lot).
-    return (counter is not None and n_words <= 4 and len(line) <= _MAX_COUNTER_CHARS
-            and counter.match(line) is not None)
+    if (counter is not None and n_words <= 4 and len(line) <= _MAX_COUNTER_CHARS
+            and counter.match(line) is not None):
+        return "counter"
+    return None
 
 
-def line_corrections(text: str, p: LineCorrectionsParams) -> tuple[str, str | None]:
+def line_corrections(text: str, p: LineCorrectionsParams, removed_lines: list | None = None) -> tuple[str, Reason | None]:
     """Remove boilerplate lines/substrings; `(corrected_text, None)` or `(text, reason)`.
 
     Lines are split on "\\n" and judged after stripping. Line rules run first, then the
@@ -128,38 +131,55 @@ def line_corrections(text: str, p: LineCorrectionsParams) -> tuple[str, str | No
     its whitespace folded to single spaces); blank lines are kept as paragraph breaks (at
     most one in a row, none at the ends). Words are whitespace tokens; removed = words
     before - words after.
+
+    With `removed_lines` (a list), each removal is appended to it as `(rule, line number in
+    text.split("\\n"), removed text)`: a whole line for the line rules (few_words, uppercase,
+    numeric, counter), the matched substring for the patterns (prefix, suffix, anywhere).
     """
     words_before = len(text.split())
     if words_before == 0:
-        return "", "line_corrections:empty"
+        return "", Reason("line_corrections:empty", "no words")
     counter = _counter_regex(p.counter_nouns)
     prefix = _edge_regex(p.prefix_patterns, "prefix")
     suffix = _edge_regex(p.suffix_patterns, "suffix")
     anywhere = _edge_regex(p.anywhere_patterns, "anywhere")
     suffix_span = 1 + max(map(len, p.suffix_patterns), default=0)
+    note = removed_lines.append if removed_lines is not None else None
 
     out: list[str] = []
     words_after = 0
-    for raw in text.split("\n"):
+    for i, raw in enumerate(text.split("\n")):
         line = raw.strip()
         if not line:
             if out and out[-1]:
                 out.append("")
             continue
         n_words = len(line.split())
-        if _is_boilerplate_line(line, n_words, p, counter):
+        rule = _boilerplate_rule(line, n_words, p, counter)
+        if rule is not None:
+            if note:
+                note((rule, i, line))
             continue
         if n_words <= p.max_words_for_patterns:
             edited = line
             if prefix is not None:
-                edited = prefix.sub("", edited, count=1)
+                m = prefix.search(edited)
+                if m is not None:
+                    edited = edited[m.end():]
+                    if note:
+                        note(("prefix", i, m.group()))
             if suffix is not None:
                 # match within the line's tail only (a pattern plus one char of context)
                 cut = max(0, len(edited) - suffix_span)
                 m = suffix.search(edited, cut)
                 if m is not None:
                     edited = edited[: m.start()]
+                    if note:
+                        note(("suffix", i, m.group()))
             if anywhere is not None:
+                if note:
+                    for m in anywhere.finditer(edited):
+                        note(("anywhere", i, m.group()))
                 edited = anywhere.sub(" ", edited)
             if edited != line:
                 words = edited.split()
@@ -170,8 +190,10 @@ def line_corrections(text: str, p: LineCorrectionsParams) -> tuple[str, str | No
         words_after += n_words
         out.append(raw)
 
-    if (words_before - words_after) / words_before > p.max_removed_words_frac:
-        return text, "line_corrections:too_many_words_removed"
+    removed = (words_before - words_after) / words_before
+    if removed > p.max_removed_words_frac:
+        detail = measured("removed words", removed, ">", p.max_removed_words_frac)
+        return text, Reason("line_corrections:too_many_words_removed", f"{detail} ({words_before - words_after:,} of {words_before:,})")
     while out and not out[-1]:
         out.pop()
     return "\n".join(out), None

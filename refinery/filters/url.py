@@ -11,6 +11,7 @@ from typing import Literal
 from pydantic import Field
 
 from refinery.params import Params
+from refinery.reason import Reason, measured
 
 _URL_WORD = re.compile(r"[a-z0-9]+")
 
@@ -48,29 +49,42 @@ def _union_of(paths: tuple[str, ...]) -> frozenset[str]:
     return frozenset().union(*(load_word_list(p) for p in paths))
 
 
-def _domain_in(host: str, domains: frozenset[str]) -> bool:
-    """True if the host or any parent domain of it is listed (so a.b.example.com matches example.com)."""
+@lru_cache(maxsize=64)
+def _in_order(paths: tuple[str, ...]) -> tuple[str, ...]:
+    """The union, sorted, so the word a URL is dropped for does not depend on set order."""
+    return tuple(sorted(_union_of(paths)))
+
+
+def _listed_parent(host: str, domains: frozenset[str]) -> str | None:
+    """The host or the parent domain of it that is listed (so a.b.example.com matches
+    example.com), or None."""
     parts = host.split(".")
-    return any(".".join(parts[i:]) in domains for i in range(len(parts) - 1))
+    return next((d for d in (".".join(parts[i:]) for i in range(len(parts) - 1)) if d in domains), None)
 
 
-def url_filter(url: str | None, domain: str | None, p: UrlFilterParams) -> str | None:
-    """The reason to drop a page by its URL, or None to keep it."""
+def url_filter(url: str | None, domain: str | None, p: UrlFilterParams) -> Reason | None:
+    """The reason to drop a page by its URL, or None to keep it. Soft words count once each,
+    however often they occur (`/hot/hot-deals` is one hit), as DCLM and datatrove count them."""
     if not url:
-        return "url_filter:no_url"
+        return Reason("url_filter:no_url", "the record has no URL")
     host = (domain or "").lower().removeprefix("www.")
-    if _domain_in(host, _union(p.curated_domains)):
-        return "url_filter:curated_domain"
-    if _domain_in(host, _union(p.blocklist_domains)):
-        return "url_filter:blocklisted_domain"
+    listed = _listed_parent(host, _union(p.curated_domains))
+    if listed:
+        return Reason("url_filter:curated_domain", f"domain {host} is under {listed}")
+    listed = _listed_parent(host, _union(p.blocklist_domains))
+    if listed:
+        return Reason("url_filter:blocklisted_domain", f"domain {host} is under {listed}")
     lowered = url.lower()
     words = _URL_WORD.findall(lowered)
-    if any(w in _union(p.hard_words) for w in words):
-        return "url_filter:hard_word"
-    soft = _union(p.soft_words)
-    if sum(w in soft for w in words) >= p.soft_word_hits:
-        return "url_filter:soft_words"
+    hard = _union(p.hard_words)
+    hit = next((w for w in words if w in hard), None)
+    if hit:
+        return Reason("url_filter:hard_word", f"hard word {hit!r}")
+    soft = sorted(set(words) & _union(p.soft_words))
+    if len(soft) >= p.soft_word_hits:
+        return Reason("url_filter:soft_words", measured(f"soft words ({', '.join(soft)})", len(soft), ">=", p.soft_word_hits))
     squashed = lowered.replace("-", "").replace(".", "")
-    if any(w in squashed for w in _union(p.strict_words)):
-        return "url_filter:strict_word"
+    hit = next((w for w in _in_order(tuple(p.strict_words)) if w in squashed), None)
+    if hit:
+        return Reason("url_filter:strict_word", f"strict word {hit!r} in the URL")
     return None

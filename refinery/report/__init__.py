@@ -1,0 +1,1 @@
+"""Self-contained HTML reports: one file that opens offline, with charts as inline SVG."""
