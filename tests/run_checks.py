@@ -61,31 +61,56 @@ class RunOutput:
         }
 
 
-def _tally(table: pa.Table | None) -> np.ndarray:
-    """(documents, words, characters) of a table's texts; a removed row without text counts 0 words."""
-    if table is None:
-        return np.zeros(3, dtype=np.int64)
-    texts = [t for t in table.column("text").to_pylist() if t]
-    return np.array([table.num_rows, sum(len(t.split()) for t in texts), sum(len(t) for t in texts)])
+def _tally(texts: list[str | None]) -> np.ndarray:
+    """(documents, words, characters) of texts; a removed row without text counts 0 words."""
+    present = [t for t in texts if t]
+    return np.array([len(texts), sum(len(t.split()) for t in present), sum(len(t) for t in present)])
 
 
 def check_funnel_against_files(out: RunOutput, stats: dict) -> None:
-    """Every number of the funnel, counted from the shards and the removed rows: a stage's
-    output is what is kept plus what later stages removed; words and characters are those of
-    the texts as written (str.split words, Python characters)."""
+    """Every number of the funnel against the output files: a stage's output is what is kept
+    plus what later stages removed (documents, and the words and characters of their text as
+    written: str.split words, Python characters, counted here), plus what later text-modifying
+    stages struck from documents they kept. Those struck words and characters are the numbers
+    taken from stats.json (a struck line's newline, or a citation struck from inside a word, is
+    not in the file), held to the lines in removed_lines/<stage>/: a document loses at most the
+    words of its struck lines, and at least their characters."""
     names = [s["stage"] for s in stats["stages"]]
-    kept = _tally(out.table("shards", ["text"]))
-    removed = {name: _tally(out.table(f"removed/{name}", ["text"])) for name in names}
+    texts = lambda t: t.column("text").to_pylist() if t is not None else []  # noqa: E731
+    kept = _tally(texts(out.table("shards", ["text"])))
     assert stats["kept"] == dict(zip(["docs", "words", "chars"], kept.tolist()))
-    alive = kept + sum(removed.values())
+    removed, struck = {}, {}
+    for s in stats["stages"]:
+        rows = out.table(f"removed/{s['stage']}", ["id", "reason", "text"])
+        rows = rows.to_pylist() if rows is not None else []
+        removed[s["stage"]] = _tally([r["text"] for r in rows])
+        by_reason = {}
+        for reason in {r["reason"] for r in rows}:
+            docs, words, chars = _tally([r["text"] for r in rows if r["reason"] == reason]).tolist()
+            by_reason[reason] = {"docs": docs, "words": words, "chars": chars}
+        assert s["removed_detail"] == by_reason, s["stage"]
+        lines = out.table(f"removed_lines/{s['stage']}", ["id", "text"])
+        dropped = {r["id"] for r in rows}
+        kept_lines = [r["text"] for r in (lines.to_pylist() if lines is not None else []) if r["id"] not in dropped]
+        struck[s["stage"]] = np.array([0, s["words_struck"], s["chars_struck"]])
+        assert bool(kept_lines) == (s["chars_struck"] > 0), s["stage"]
+        assert s["words_struck"] <= sum(len(t.split()) for t in kept_lines), s["stage"]
+        assert s["chars_struck"] >= sum(len(t) for t in kept_lines), s["stage"]
+    alive = kept + sum(removed.values()) + sum(struck.values())
     assert stats["documents"] == alive[0]
     not_documents = out.table("removed/read", ["reason"])
-    assert stats["not_documents"] == dict(Counter(not_documents.column("reason").to_pylist()) if not_documents else {})
+    assert stats["not_documents"] == (dict(Counter(not_documents.column("reason").to_pylist())) if not_documents else {})
     assert stats["records_read"] == stats["documents"] + (not_documents.num_rows if not_documents else 0)
     for s in stats["stages"]:
-        docs_in = alive[0]
-        alive = alive - removed[s["stage"]]
-        assert (s["docs_in"], s["docs_out"], s["words_out"], s["chars_out"]) == (docs_in, *alive.tolist()), s["stage"]
+        before = alive
+        alive = alive - removed[s["stage"]] - struck[s["stage"]]
+        assert (s["docs_in"], s["docs_out"]) == (before[0], alive[0]), s["stage"]
+        if s["words_in"] is not None:
+            assert (s["words_in"], s["chars_in"]) == tuple(before[1:]), s["stage"]
+        if s["words_out"] is not None:
+            assert (s["words_out"], s["chars_out"]) == tuple(alive[1:]), s["stage"]
+        if s["stage"] == "extract":
+            assert stats["words_extracted"] == alive[1]
     assert alive.tolist() == kept.tolist()
 
 
