@@ -1,9 +1,13 @@
-"""Memory and scaling of the dedup phase (MinHash LSH + exact dedup on Ray), issue 3.
+"""Memory and scaling of the dedup phase on Ray: MinHash LSH + exact dedup (issue 3), or
+substring dedup (`--stage substring_dedup`, issue 14).
 
 Builds planted corpora as filtered shards (the SHARD schema, 10,000-row zstd Parquet files, as
-the filter phase writes them), runs `refinery.pipeline.dedup_phase` with cc.yaml's dedup stages
-(bands/rows/hash bits/partitions overridable) on each in a fresh process with a local Ray of
-`--workers` CPUs and run()'s DataContext settings, and measures:
+the filter phase writes them), runs `refinery.dedup_ray.dedup_phase` on each in a fresh process
+with a local Ray of `--workers` CPUs and run()'s DataContext settings: with `--stage minhash`,
+cc.yaml's MinHash (bands/rows/hash bits/partitions overridable) then exact_dedup; with `--stage
+substring_dedup`, cc.yaml's substring_dedup alone (removed rows written, to compare every
+document's struck tokens with `substring.reference_struck`, the rule by brute force, on corpora
+of at most `--reference-docs` documents). It measures:
 - wall time of dedup_phase (Ray started and its workers warm beforehand, as after the filter phase);
 - the driver's peak RSS (kernel high-water mark VmHWM, reset when the phase starts) and its
   anonymous part (RSS minus shared pages, i.e. without object-store pages it maps);
@@ -12,7 +16,7 @@ the filter phase writes them), runs `refinery.pipeline.dedup_phase` with cc.yaml
   max simultaneous sum, with the anonymous part again (RSS counts the object-store pages a
   worker touched, so sums double-count shared memory); /dev/shm growth = object store use;
 - when each stage's edges reached the driver, how many, and the union-find time (by wrapping
-  `pipeline.removals`); with --trace-driver, tracemalloc's view of the driver's Python heap;
+  `dedup_ray.removals`); with --trace-driver, tracemalloc's view of the driver's Python heap;
 - the documents removed against the planted near-duplicates.
 psutil is Ray's vendored copy (on the path once `ray` is imported).
 
@@ -32,6 +36,13 @@ copies; removals beyond that, and removals of unplanted documents, are "non-plan
     python benchmarks/dedup_scale.py --docs 10000,100000 --bands 450 --rows 20 --workers 2 --work out/dedup-scale
     python benchmarks/dedup_scale.py --docs 10000,100000 --bands 14 --rows 8 --hash-bits 64 --work out/dedup-scale
     python benchmarks/dedup_scale.py --docs 100000 --dup-fraction 0 [--partitions 256] --work out/dedup-scale
+    python benchmarks/dedup_scale.py --stage substring_dedup --docs 10000,100000 --work out/dedup-scale
+    python benchmarks/dedup_scale.py --compare-suffix-array 10000,100000 --work out/dedup-scale
+
+`--compare-suffix-array` times the alternative Lee et al. used, a suffix array (pydivsufsort, `pip
+install pydivsufsort`; not a dependency of Refinery) over the token ids of the whole corpus, against
+the hashed windows and one sort that substring dedup's passes 1-2 do, each in a fresh process on the
+same corpus (peak RSS from getrusage), with the struck tokens of both.
 """
 from __future__ import annotations
 
@@ -184,18 +195,51 @@ def _jaccards(originals: list[str], copies: list[str], ngram: int) -> np.ndarray
     )
 
 
-def build_corpus(folder: Path, n_docs: int, dup_fraction: float, pool: list[str], seed: int) -> None:
-    """Filtered shards under folder/out/_filtered and the planted truth in folder/truth.npz."""
+def _span_texts(n_docs: int, pool: list[str], vocabulary: list[str], rng: random.Random) -> list[str]:
+    """The `spans` corpus, for substring dedup: originals as above with one word in every 10-20
+    replaced at random, so that two documents drawing the same passage share no 38-word span (the
+    passage pool has ~834k words, so at 10k documents every passage is drawn ~5 times); then planted
+    repeats: 30% of the documents get a 38-150-word span of another document as a paragraph, 5%
+    repeat one of their own paragraphs, 20% end with one of five ~45-word boilerplate footers."""
+    texts = []
+    for _ in range(n_docs):
+        paragraphs = []
+        for paragraph in _original(pool, rng).split("\n\n"):
+            words = paragraph.split(" ")
+            i = rng.randrange(10)
+            while i < len(words):
+                words[i] = rng.choice(vocabulary)
+                i += rng.randint(10, 20)
+            paragraphs.append(words)
+        texts.append(paragraphs)
+    footers = [BOILERPLATE[i] + " " + BOILERPLATE[(i + 1) % len(BOILERPLATE)] for i in range(len(BOILERPLATE))]
+    for d in range(n_docs):
+        if rng.random() < 0.3:
+            source = [w for p in texts[rng.randrange(n_docs)] for w in p]
+            n = rng.randint(38, 150)
+            at = rng.randrange(max(len(source) - n, 1))
+            texts[d].insert(rng.randrange(len(texts[d]) + 1), source[at : at + n])
+        if rng.random() < 0.05:
+            texts[d].append(list(rng.choice(texts[d])))
+        if rng.random() < 0.2:
+            texts[d].append(rng.choice(footers).split(" "))
+    return ["\n\n".join(" ".join(p) for p in paragraphs) for paragraphs in texts]
+
+
+def build_corpus(folder: Path, n_docs: int, dup_fraction: float, pool: list[str], seed: int, kind: str = "near") -> None:
+    """Filtered shards under folder/out/_filtered and the planted truth in folder/truth.npz.
+    `kind`: `near` (originals and their near-duplicate copies, for MinHash) or `spans`
+    (`_span_texts`, for substring dedup; `dup_fraction` unused)."""
     marker = folder / "corpus.json"
-    spec = {"version": CORPUS_VERSION, "docs": n_docs, "dup_fraction": dup_fraction, "seed": seed, "pool": len(pool)}
+    spec = {"version": CORPUS_VERSION, "docs": n_docs, "dup_fraction": dup_fraction, "seed": seed, "pool": len(pool), "kind": kind}
     if marker.exists() and json.loads(marker.read_text()) == spec:
         return
     started = time.monotonic()
     rng = random.Random(seed * 1_000_003 + n_docs)
     vocabulary = sorted({w for p in pool[:2000] for w in p.split()})
-    n_copies = round(n_docs * dup_fraction)
+    n_copies = 0 if kind == "spans" else round(n_docs * dup_fraction)
     n_originals = n_docs - n_copies
-    originals = [_original(pool, rng) for _ in range(n_originals)]
+    originals = _span_texts(n_docs, pool, vocabulary, rng) if kind == "spans" else [_original(pool, rng) for _ in range(n_originals)]
     # Copies pick their original among the first n_copies // 2 originals: ~2 copies per family.
     parent = np.array([rng.randrange(max(n_copies // 2, 1)) for _ in range(n_copies)], dtype=np.int64)
     copies = [_copy(originals[p], vocabulary, rng) for p in parent]
@@ -379,25 +423,26 @@ def _traced_top(label: str, top: int = 8) -> dict:
 
 
 def measure(folder: Path, bands: int, rows: int, hash_bits: int | None, workers: int, trace: bool = False,
-            partitions: int | None = None) -> dict:
+            partitions: int | None = None, stage: str = "minhash") -> dict:
     import ray  # puts Ray's vendored psutil (ray/thirdparty_files) on the path
     import ray.data
     import psutil
 
+    import refinery.dedup_ray as dedup_ray
     import refinery.pipeline as pipeline
     from refinery.config import load_config
     from refinery.io.storage import Output
 
-    dedup = yaml.safe_load(CC_YAML.read_text(encoding="utf-8"))["dedup"]
-    for stage in dedup:
-        if stage["stage"] == "minhash":
-            stage.update({"bands": bands, "rows": rows} | ({"hash_bits": hash_bits} if hash_bits else {}))
-            stage.update({"partitions": partitions} if partitions else {})
-    cfg = load_config(CC_YAML, {"output": str(folder / "out"), "workers": workers, "dedup": dedup})
+    listed = {d["stage"]: d for d in yaml.safe_load(CC_YAML.read_text(encoding="utf-8"))["dedup"]}
+    if stage == "minhash":
+        minhash = listed["minhash"] | {"bands": bands, "rows": rows} | ({"hash_bits": hash_bits} if hash_bits else {})
+        dedup = [minhash | ({"partitions": partitions} if partitions else {}), {"stage": "exact_dedup"}]
+    else:
+        dedup = [listed["substring_dedup"] | ({"partitions": partitions} if partitions else {})]
+    cfg = load_config(CC_YAML, {"output": str(folder / "out"), "workers": workers, "dedup": dedup, "write_removed": stage != "minhash"})
     out = Output(cfg.output)
-    for rel in ("shards", pipeline.DEDUP_PARTS_DIR):
-        for f in out.list_files(rel, ""):
-            os.unlink(out.path(f))
+    for rel in ("shards", "removed", dedup_ray.DEDUP_PARTS_DIR):
+        out.delete(rel)
     mb = 1 << 20
     rss_imports = psutil.Process().memory_info().rss / mb
     pipeline.start_ray(cfg.workers)
@@ -409,10 +454,10 @@ def measure(folder: Path, bands: int, rows: int, hash_bits: int | None, workers:
     ray.get([ray.remote(lambda: os.getpid()).remote() for _ in range(workers)])  # workers warm, as after the filter phase
     rss_ray = psutil.Process().memory_info().rss / mb
 
-    # Timestamps and edge counts at the driver: `removals` is called once per stage, right after
-    # the stage's shuffle has been drained into the driver.
+    # Timestamps and edge counts at the driver: `removals` is called once per document-level
+    # stage, right after the stage's shuffle has been drained into the driver.
     stages: list[dict] = []
-    original_removals = pipeline.removals
+    original_removals = dedup_ray.removals
 
     def timed_removals(p, edges):
         if trace:
@@ -424,16 +469,17 @@ def measure(folder: Path, bands: int, rows: int, hash_bits: int | None, workers:
                        "union_find_s": time.monotonic() - entered, "driver_rss_mb_at_edges": rss_edges})
         return result
 
-    pipeline.removals = timed_removals
+    dedup_ray.removals = timed_removals
     traced: list[dict] = []
     if trace:  # Python-level allocations (numpy included) of the driver, to split its RSS growth
         import tracemalloc
 
         tracemalloc.start(8)
+    sources = sorted({s for f in out.list_files("_filtered", ".parquet") for s in pq.read_table(out.path(f), columns=["source"]).column("source").unique().to_pylist()})
     sampler = Sampler()
     started = time.monotonic()
     sampler.start()
-    info = pipeline.dedup_phase(cfg, out)
+    info = dedup_ray.dedup_phase(cfg, out, sources, None)
     pipeline.publish_shards(out)
     wall = time.monotonic() - started
     result = sampler.finish()
@@ -441,7 +487,8 @@ def measure(folder: Path, bands: int, rows: int, hash_bits: int | None, workers:
         traced.append(_traced_top("end of dedup_phase"))
     result.update(traced=traced,
         wall_s=wall, stages=stages, info=info, rss_after_imports_mb=rss_imports, rss_after_ray_init_mb=rss_ray,
-        minhash=next(p.model_dump() for p in cfg.dedup if p.stage == "minhash"),
+        minhash=next((p.model_dump() for p in cfg.dedup if p.stage == "minhash"), None),
+        substring=next((p.model_dump(mode="json") for p in cfg.dedup if p.stage == "substring_dedup"), None),
         loadavg=os.getloadavg(),
     )
     ray.shutdown()
@@ -523,61 +570,181 @@ def report(rows: list[tuple[int, dict, dict]]) -> None:
         )
 
 
+def corpus(folder: Path) -> tuple[list[str], list[str]]:
+    """(ids, texts) of a built corpus, in shard order."""
+    table = pa.concat_tables(pq.read_table(f, columns=["id", "text"]) for f in sorted((folder / "out" / "_filtered").glob("*.parquet")))
+    return table.column("id").to_pylist(), table.column("text").to_pylist()
+
+
+def evaluate_substring(folder: Path, result: dict, reference_docs: int) -> dict:
+    """Tokens struck, and (corpora of at most `reference_docs`) whether every document's struck
+    tokens are those of the brute-force rule."""
+    from refinery.dedup.clusters import doc_ids_from_strings
+    from refinery.dedup.substring import SubstringDedupParams, reference_struck, token_spans
+
+    info = result["info"]["substring_dedup"]
+    out = {"tokens_struck": info["tokens_struck"], "windows": info["windows"], "touched": info["documents_touched"],
+           "dropped": info["removed"], "rejected": info["rejected_candidates"], "reference_tokens": None, "equal": None}
+    ids, texts = corpus(folder)
+    if len(ids) > reference_docs:
+        return out
+    started = time.monotonic()
+    p = SubstringDedupParams(**{k: v for k, v in result["substring"].items() if k in ("min_tokens", "keep")})
+    want = reference_struck(texts, doc_ids_from_strings(ids).tolist(), [0] * len(ids), p, passes=8)
+    removed = pq.read_table(folder / "out" / "removed" / "substring_dedup", columns=["id", "spans"]).to_pylist()
+    spans = {r["id"]: r["spans"] for r in removed}
+    mismatched = 0
+    for i, text, mask in zip(ids, texts, want):
+        got = np.zeros(len(mask), dtype=bool)
+        if i in spans:
+            starts = np.array([a for a, _ in token_spans(text)])
+            for sp in spans[i]:
+                got[(starts >= sp["start"]) & (starts < sp["end"])] = True
+        mismatched += not np.array_equal(got, mask)
+    out.update(reference_tokens=int(sum(m.sum() for m in want)), mismatched_docs=mismatched, equal=mismatched == 0,
+               reference_s=time.monotonic() - started, tokens=int(sum(len(m) for m in want)))
+    return out
+
+
+def report_substring(rows: list[tuple[int, dict, dict]]) -> None:
+    print()
+    print("| docs | wall s | docs/s | driver peak MB (after Ray init) | worker peak MB, max single | object store growth MB | "
+          "windows | docs touched | dropped | tokens struck | brute-force reference | equal |")
+    print("| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |")
+    for n, r, e in rows:
+        ref = f"{e['reference_tokens']:,}" if e["reference_tokens"] is not None else "-"
+        share = f" ({100 * e['tokens_struck'] / e['windows']:.1f}%)" if e["windows"] else ""
+        print(f"| {n:,} | {r['wall_s']:.0f} | {n / r['wall_s']:.0f} | {r['driver_peak_mb']:.0f} ({r['rss_after_ray_init_mb']:.0f}) | "
+              f"{r['worker_peak_mb']:.0f} | {r['shm_growth_peak_mb']:.0f} | {e['windows']:,} | {e['touched']:,} | {e['dropped']:,} | "
+              f"{e['tokens_struck']:,}{share} | {ref} | {'yes' if e['equal'] else ('-' if e['equal'] is None else 'NO')} |")
+    for n, r, e in rows:
+        print(f"{n:,} docs: {r['task_workers']} task workers, peak {r['task_worker_peak_mb']:.0f} MB; Ray Data helper actors peak "
+              f"{r['helper_actor_peak_mb']:.0f} MB; rejected candidates {e['rejected']}; load average at the end {r['loadavg'][0]:.1f}; "
+              f"stage info {json.dumps({k: v for k, v in r['info']['substring_dedup'].items() if k != 'groups'})}")
+
+
+def suffix_array_child(folder: Path, method: str, min_tokens: int) -> dict:
+    """One way to find the struck tokens of a whole corpus in this process: `hash` (substring
+    dedup's windows and one sort, as passes 1-2 do per partition) or `suffix_array` (token ids,
+    divsufsort, Kasai's LCP: Lee et al.'s way). Returns seconds, peak RSS and struck tokens."""
+    import resource
+
+    from refinery.dedup.substring import tokenize, window_hashes
+
+    ids, texts = corpus(folder)
+    array = pa.array(texts, pa.large_string())
+    started = time.monotonic()
+    counts = tokenize(array)[-1]
+    offsets = np.r_[0, np.cumsum(counts)]
+    struck = np.zeros(offsets[-1] + 1, dtype=np.int64)
+    if method == "hash":
+        hashes, text, pos = window_hashes(array, min_tokens)
+        order = np.argsort(hashes, kind="stable")
+        h = hashes[order]
+        dup = np.zeros(len(h), dtype=bool)
+        dup[1:] |= h[1:] == h[:-1]
+        dup[:-1] |= h[1:] == h[:-1]
+        start = offsets[text[order][dup]] + pos[order][dup]
+    else:
+        from pydivsufsort import divsufsort, kasai
+
+        from refinery.dedup.substring import token_hashes
+
+        _, token_id = np.unique(token_hashes(array)[0], return_inverse=True)
+        vocab = int(token_id.max()) + 1 if len(token_id) else 1
+        # each document ends with a separator of its own, so no common prefix crosses documents
+        sequence = np.insert(token_id.astype(np.int64), offsets[1:], vocab + np.arange(len(counts))).astype(np.int64)
+        doc_start = offsets + np.arange(len(offsets))  # where each document starts in `sequence`
+        suffixes = divsufsort(sequence)
+        lcp = kasai(sequence, suffixes)
+        long = np.flatnonzero(lcp[:-1] >= min_tokens)  # suffixes i and i+1 share >= min_tokens tokens
+        at = np.unique(np.r_[suffixes[long], suffixes[long + 1]])
+        doc = np.searchsorted(doc_start, at, side="right") - 1
+        start = offsets[doc] + (at - doc_start[doc])
+    np.add.at(struck, start, 1)
+    np.add.at(struck, start + min_tokens, -1)
+    tokens = int((np.cumsum(struck)[:-1] > 0).sum())
+    return {"method": method, "seconds": time.monotonic() - started, "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+            "tokens_struck": tokens, "tokens": int(offsets[-1])}
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--docs", default="10000,100000", help="corpus sizes, comma-separated")
+    ap.add_argument("--stage", choices=("minhash", "substring_dedup"), default="minhash",
+                    help="minhash: cc.yaml's MinHash then exact_dedup; substring_dedup: cc.yaml's substring_dedup alone")
     ap.add_argument("--bands", type=int, default=450)
     ap.add_argument("--rows", type=int, default=20)
     ap.add_argument("--hash-bits", type=int, choices=(32, 64), default=None, help="default: cc.yaml's (32)")
-    ap.add_argument("--partitions", type=int, default=None, help="MinHash shuffle partitions; default: cc.yaml's (64)")
+    ap.add_argument("--partitions", type=int, default=None, help="the stage's shuffle partitions; default: cc.yaml's (64)")
     ap.add_argument("--workers", type=int, default=2)
     ap.add_argument("--dup-fraction", type=float, default=0.3)
+    ap.add_argument("--corpus", choices=("near", "spans"), default=None,
+                    help="near: near-duplicate copies (MinHash's); spans: planted repeated spans (default for substring_dedup)")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--work", default="out/dedup-scale")
+    ap.add_argument("--reference-docs", type=int, default=10_000, help="substring_dedup: brute-force check up to this many docs")
+    ap.add_argument("--compare-suffix-array", help="corpus sizes: hashed windows vs a suffix array, in one process each")
     ap.add_argument("--trace-driver", action="store_true", help="tracemalloc in the driver (Python-level allocations)")
     ap.add_argument("--measure", help=argparse.SUPPRESS)  # internal: one run in a fresh process
+    ap.add_argument("--sa-child", help=argparse.SUPPRESS)  # internal: one suffix-array comparison run
     args = ap.parse_args()
+    args.corpus = args.corpus or ("spans" if args.stage == "substring_dedup" or args.compare_suffix_array else "near")
     if args.measure:
         folder = Path(args.measure)
-        result = measure(folder, args.bands, args.rows, args.hash_bits, args.workers, args.trace_driver, args.partitions)
+        result = measure(folder, args.bands, args.rows, args.hash_bits, args.workers, args.trace_driver, args.partitions, args.stage)
         (folder / "result.json").write_text(json.dumps(result))
         return
+    if args.sa_child:
+        folder, method = args.sa_child.rsplit(":", 1)
+        print(json.dumps(suffix_array_child(Path(folder), method, 38)))
+        return
 
-    command = ["python", "benchmarks/dedup_scale.py", "--docs", args.docs, "--bands", str(args.bands), "--rows", str(args.rows)]
-    command += ["--hash-bits", str(args.hash_bits)] if args.hash_bits else []
-    command += ["--partitions", str(args.partitions)] if args.partitions else []
-    command += ["--workers", str(args.workers), "--dup-fraction", f"{args.dup_fraction:g}", "--seed", str(args.seed), "--work", args.work]
-    command += ["--trace-driver"] if args.trace_driver else []
+    command = ["python", "benchmarks/dedup_scale.py"] + sys.argv[1:]
     print("reproduce: " + " ".join(shlex.quote(a) for a in command), flush=True)
     work = Path(args.work)
     work.mkdir(parents=True, exist_ok=True)
-    sizes = [int(x) for x in args.docs.split(",")]
+    sizes = [int(x) for x in (args.compare_suffix_array or args.docs).split(",")]
     pool = None
     for n in sizes:
-        folder = _folder(work, n, args.dup_fraction)
+        folder = _folder(work, n, args.dup_fraction, args.corpus)
         if pool is None and not _corpus_ready(folder, n, args):
             pool = passage_pool(work, args.workers)
             print(f"passage pool: {len(pool):,} passages, {sum(len(p.split()) for p in pool):,} words", flush=True)
         if pool is not None:
-            build_corpus(folder, n, args.dup_fraction, pool, args.seed)
+            build_corpus(folder, n, args.dup_fraction, pool, args.seed, args.corpus)
     pool = None
+    if args.compare_suffix_array:
+        print("\n| docs | tokens | method | seconds | peak RSS MB | tokens struck |\n| ---: | ---: | --- | ---: | ---: | ---: |")
+        for n in sizes:
+            for method in ("hash", "suffix_array"):
+                child = subprocess.run([sys.executable, __file__, "--sa-child", f"{_folder(work, n, args.dup_fraction, args.corpus)}:{method}"],
+                                       check=True, capture_output=True, text=True)
+                r = json.loads(child.stdout.strip().splitlines()[-1])
+                print(f"| {n:,} | {r['tokens']:,} | {method} | {r['seconds']:.1f} | {r['peak_rss_mb']:.0f} | {r['tokens_struck']:,} |", flush=True)
+        print(f"load average {os.getloadavg()[0]:.1f}")
+        return
     rows = []
     for n in sizes:
-        folder = _folder(work, n, args.dup_fraction)
+        folder = _folder(work, n, args.dup_fraction, args.corpus)
         cmd = [sys.executable, __file__, "--measure", str(folder), "--bands", str(args.bands), "--rows", str(args.rows),
-               "--workers", str(args.workers)] + (["--hash-bits", str(args.hash_bits)] if args.hash_bits else []) \
+               "--workers", str(args.workers), "--stage", args.stage] + (["--hash-bits", str(args.hash_bits)] if args.hash_bits else []) \
             + (["--trace-driver"] if args.trace_driver else []) + (["--partitions", str(args.partitions)] if args.partitions else [])
         print(f"dedup phase on {n:,} docs ...", flush=True)
         subprocess.run(cmd, check=True)
         result = json.loads((folder / "result.json").read_text())
-        tag = f"{args.bands}x{args.rows}" + (f"-{args.hash_bits}" if args.hash_bits else "") + (f"-p{args.partitions}" if args.partitions else "")
+        tag = (args.stage if args.stage != "minhash" else f"{args.bands}x{args.rows}" + (f"-{args.hash_bits}" if args.hash_bits else "")) \
+            + (f"-p{args.partitions}" if args.partitions else "")
         (folder / f"result-{tag}.json").write_text(json.dumps(result))
-        rows.append((n, result, evaluate(folder, result)))
+        evaluation = evaluate(folder, result) if args.stage == "minhash" else evaluate_substring(folder, result, args.reference_docs)
+        rows.append((n, result, evaluation))
         print(f"  {result['wall_s']:.0f} s", flush=True)
-    report(rows)
+    report(rows) if args.stage == "minhash" else report_substring(rows)
 
 
-def _folder(work: Path, n: int, dup_fraction: float) -> Path:
+def _folder(work: Path, n: int, dup_fraction: float, kind: str = "near") -> Path:
+    if kind == "spans":
+        return work / f"docs-{n}-spans"
     return work / (f"docs-{n}" if dup_fraction == 0.3 else f"docs-{n}-dup{dup_fraction:g}")
 
 
@@ -587,7 +754,7 @@ def _corpus_ready(folder: Path, n: int, args) -> bool:
         return False
     spec = json.loads(marker.read_text())
     return spec.get("version") == CORPUS_VERSION and spec.get("docs") == n and spec.get("dup_fraction") == args.dup_fraction \
-        and spec.get("seed") == args.seed
+        and spec.get("seed") == args.seed and spec.get("kind", "near") == args.corpus
 
 
 if __name__ == "__main__":

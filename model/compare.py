@@ -20,6 +20,7 @@ set: the engine of `refinery pretrain` and `refinery ablate`.
 import hashlib
 import json
 import math
+import os
 import statistics
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
@@ -225,7 +226,7 @@ def _run(arm, seed, files, config, scored, eval_info, run_dir: Path, log) -> dic
         scores[name] = {**score.to_dict(), "fingerprint": eval_info[name]["fingerprint"]}
         log(f"{label}{name}: bpb {score.bpb:.4f} | perplexity {score.perplexity:.3f}")
     run_dir.mkdir(parents=True, exist_ok=True)
-    (run_dir / "run.json").write_text(json.dumps(previous))
+    _write_atomically(run_dir / "run.json", lambda f: f.write(json.dumps(previous).encode()))  # it marks the run finished
     first = next(iter(scored))
     run = {k: previous[k] for k in ("seed", "tokens_seen", "steps", "final_train_loss", "train_tokens_per_s", "mfu")}
     run.update(bpb=scores[first]["bpb"], perplexity=scores[first]["perplexity"],
@@ -265,11 +266,20 @@ def scan_arm(files: list[Path], eval_docs: dict[str, list[str]], eval_grams: dic
     docs, text_bytes = counts["docs"], counts["bytes"]
     text = ArmText(files=len(files), docs=docs, bytes=text_bytes, content_hash=content.hexdigest())
     cache.mkdir(parents=True, exist_ok=True)
-    text_path.write_text(json.dumps(asdict(text)))
     for name in missing:
-        np.save(seen_paths[name], found[np.isin(found, eval_grams[name][1])])
+        _write_atomically(seen_paths[name], lambda f, name=name: np.save(f, found[np.isin(found, eval_grams[name][1])]))
+    _write_atomically(text_path, lambda f: f.write(json.dumps(asdict(text)).encode()))
     log(f"scanned {len(files)} training files ({docs:,} documents, {text_bytes:,} bytes); cached in {cache}")
     return text, {name: np.load(p) for name, p in seen_paths.items()}
+
+
+def _write_atomically(path: Path, write: Callable) -> None:
+    """`write(file)` into a temp file renamed over `path`: a reader never sees a partial file,
+    even after a kill mid-write."""
+    temporary = path.with_name(path.name + ".tmp")
+    with open(temporary, "wb") as f:
+        write(f)
+    os.replace(temporary, path)
 
 
 def _hash_texts(texts: list[str]) -> str:

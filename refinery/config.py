@@ -8,7 +8,7 @@ from typing import Annotated, Any, Union
 import yaml
 from pydantic import Discriminator, Field, Tag, ValidationError, field_validator, model_validator
 
-from refinery.dedup.phase import DedupParams
+from refinery.dedup.phase import DedupParams, check_dedup_list
 from refinery.extract import ExtractParams
 from refinery.io.sources import CrawlInput
 from refinery.io.warc import ReadParams
@@ -48,7 +48,7 @@ class RunConfig(Params):
     write_removed: bool = False
     read: ReadParams = ReadParams()
     stages: list[Stage] = Field(min_length=1)
-    dedup: list[DedupStage] = Field(default_factory=list, description="global stages over the filtered shards")
+    dedup: list[DedupStage] = Field(default_factory=list, description="stages over the filtered shards, each within its scope")
 
     @field_validator("input", mode="before")
     @classmethod
@@ -67,6 +67,7 @@ class RunConfig(Params):
                 raise ValueError(f"stages.{i}: {st.stage} works on text, so it must come after extract")
             elif isinstance(st, LanguagePrefilterParams) and seen_extract:
                 raise ValueError(f"stages.{i}: language_prefilter works on HTML, so it must come before extract")
+        check_dedup_list(self.dedup)
         return self
 
 

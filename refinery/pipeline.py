@@ -1,5 +1,5 @@
-"""The only module that knows Ray: it starts or joins Ray and wires the stages into a Ray Data
-plan. Reading is one task per WARC file streaming blocks of records; the stages and the commit
+"""With `dedup_ray.py` (the dedup phase), the only module that knows Ray: it starts or joins Ray
+and wires the stages into a Ray Data plan. Reading is one task per WARC file streaming blocks of records; the stages and the commit
 of each batch run fused, one task per block, on every worker; a final pass (dedup, or plain
 compaction) writes the shards. What is committed where, for resuming: refinery.resume."""
 from __future__ import annotations
@@ -13,23 +13,22 @@ import warnings
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
-import pyarrow.parquet as pq
 
 from refinery.ablation import Arm, arm_views, discard_parts_not_in
 from refinery.config import RunConfig
 from refinery.io.sources import list_inputs, open_input
 from refinery.io.storage import Output
 from refinery.io.warc import ReadParams, read_warc
-from refinery.dedup.clusters import doc_ids_from_strings
-from refinery.dedup.phase import EDGE_SCHEMA, REASONS, UrlDedupParams, bucket_rows, partition_edges, removals
+from refinery.dedup_ray import DEDUP_PARTS_DIR, dedup_phase, file_slots, read_filtered
+from refinery.outcomes import write_outcomes
 from refinery.crash_guard import ATTEMPTS_DIR, guarded
 from refinery.resume import (
-    COMPLETE, FILTERED_DIR, INPUTS_DIR, PARTS_DIR, REMOVED_LINES_DIR, RESUME, STAGING_DIR,
+    COMPLETE, FILTERED_DIR, INPUTS_DIR, PARTS_DIR, RESUME, STAGING_DIR,
     as_ranges, discard_unfinished, inputs_to_do, open_run, part_name,
 )
-from refinery.schema import REMOVED_COLUMNS, REMOVED_LINES, SHARD, SHARD_COLUMNS, ids_hash
+from refinery.schema import SHARD
 from refinery.stages import apply_stage
-from refinery.stats import KEPT, batch_counts, format_table, funnel, merge_counts
+from refinery.stats import KEPT, format_table, funnel, merge_counts
 
 log = logging.getLogger(__name__)
 
@@ -37,13 +36,9 @@ log = logging.getLogger(__name__)
 # so a local run talks to nothing but loopback. (Ray 2.60's own servers still listen on all
 # interfaces: its gRPC ports, behind token auth, and its Prometheus metrics ports.)
 LOCAL_NODE_IP = os.environ.get("REFINERY_NODE_IP", "127.0.0.2")
-DEDUP_PARTS_DIR = "_parts_dedup"
-BUCKETS_DIR = "_buckets"
 # Ray retries a task whose worker died, by default forever; the crash guard needs two retries
 # per record that kills its worker, so this bounds a batch to a few such records.
 MAX_TASK_RETRIES = 8
-# The final pass reads the committed parts in tasks of consecutive files, at most this many each.
-READ_FILES_PER_TASK = 64
 
 
 def start_ray(workers: int | None) -> None:
@@ -99,34 +94,6 @@ def named_stage(name: str):
     return stage
 
 
-def write_outcomes(out: Output, name: str, batch: pa.Table, write_removed: bool, parts_dir: str, extra: dict | None = None) -> pa.Table:
-    """The end of a phase for a batch: its removed rows per stage (if asked), then its counts,
-    written last, under `name`; returns the kept rows."""
-    removed_by = batch.column("removed_by")
-    if write_removed:
-        columns = [c for c in REMOVED_COLUMNS + ["duplicate_of"] if c in batch.column_names]
-        for stage in set(removed_by.to_pylist()) - {None}:
-            rows = batch.filter(pc.equal(removed_by, stage)).select(columns)
-            out.write_parquet(f"removed/{stage}/{name}.parquet", rows)
-        if "removed_lines" in batch.column_names:
-            lines = removed_lines(batch)
-            for stage in pc.unique(lines.column("stage")).to_pylist():
-                out.write_parquet(f"{REMOVED_LINES_DIR}/{stage}/{name}.parquet", lines.filter(pc.equal(lines.column("stage"), stage)))
-    kept = batch.filter(pc.is_null(removed_by)).select(SHARD_COLUMNS)
-    if extra is not None and kept.num_rows:
-        out.write_parquet(f"{FILTERED_DIR}/{name}.parquet", kept)
-    out.write_json(f"{parts_dir}/{name}.json", batch_counts(batch) | (extra or {}))
-    return kept
-
-
-def removed_lines(batch: pa.Table) -> pa.Table:
-    """One row per line a text-modifying stage removed (REMOVED_LINES), from the rows' lists."""
-    lists = batch.column("removed_lines").combine_chunks()
-    owner = batch.select(["id", "url", "source", "source_offset"]).take(pc.list_parent_indices(lists))
-    flat = pc.list_flatten(lists)
-    return pa.Table.from_arrays(owner.columns + flat.flatten(), schema=REMOVED_LINES)
-
-
 def commit_parts(batch: pa.Table, output: str, names: dict[str, str], write_removed: bool) -> pa.Table:
     """Commit a batch of the filter phase, one part per input it holds (see refinery.resume)."""
     out = Output(output)
@@ -139,10 +106,6 @@ def commit_parts(batch: pa.Table, output: str, names: dict[str, str], write_remo
         write_outcomes(out, name, rows, write_removed, PARTS_DIR, {"input": names[source], "ranges": as_ranges(records)})
         committed += rows.num_rows
     return pa.table({"records": [committed]})
-
-
-def dedup_outcomes(batch: pa.Table, output: str, write_removed: bool) -> pa.Table:
-    return write_outcomes(Output(output), ids_hash(batch), batch, write_removed, DEDUP_PARTS_DIR)
 
 
 def run(cfg: RunConfig, overwrite: bool = False) -> dict:
@@ -173,7 +136,7 @@ def final_pass(cfg: RunConfig, out: Output, files: list[str], seconds: dict) -> 
     dedup_info = {}
     started = time.monotonic()
     if cfg.dedup:
-        dedup_info = dedup_phase(cfg, out)
+        dedup_info = dedup_phase(cfg, out, files, counts["outcomes"].get(KEPT, [0, 0, 0])[1])
         seconds["dedup_phase"] = round(time.monotonic() - started, 2)
         dedup_counts = merge_counts(out.read_jsons(out.list_files(DEDUP_PARTS_DIR, ".json")))
         counts = replace_kept(counts, dedup_counts)
@@ -295,7 +258,7 @@ def compact(cfg: RunConfig, out: Output) -> None:
     import ray.data
 
     files = out.list_files(FILTERED_DIR, ".parquet")
-    ds = read_filtered(out, files) if files else ray.data.from_arrow(SHARD.empty_table())
+    ds = read_filtered(out, file_slots(files)) if files else ray.data.from_arrow(SHARD.empty_table())
     ds.write_parquet(out.path(STAGING_DIR), filesystem=out.fs, min_rows_per_file=cfg.shard_rows, compression="zstd")
 
 
@@ -304,165 +267,6 @@ def publish_shards(out: Output) -> None:
     renamed in order, so no reader ever sees a partial shard under its final name."""
     for i, rel in enumerate(out.list_files(STAGING_DIR, ".parquet")):
         out.move(rel, f"shards/part-{i:05d}.parquet")
-
-
-def dedup_phase(cfg: RunConfig, out: Output) -> dict:
-    """Global dedup over the filtered shards, stage after stage (a stage sees only what the
-    previous ones kept). Workers turn documents into bucket rows and write them to the output,
-    one file per shuffle partition (`_buckets/<stage>/<partition>/`); then one task per
-    partition reads its files and reduces them to edges (duplicate -> kept doc); only the edges
-    reach the driver, which finds clusters. The shuffle goes through storage, not Ray's object
-    store: at 450 bands the bucket rows are ~18 KB per document, more than a node's memory
-    on a real crawl, and Ray's shuffle keeps per-block state on the driver that grows with the
-    corpus. So the driver holds O(duplicates) ids, never anything per document. Then one
-    pass writes the final shards."""
-    import ray
-    import ray.data
-
-    files = out.list_files(FILTERED_DIR, ".parquet")
-    info: dict = {}
-    removed = {"doc": [np.empty(0, np.int64)], "kept": [np.empty(0, np.int64)], "stage": []}
-    if files:
-        for p in cfg.dedup:
-            columns = ["id", "url", "date"] if isinstance(p, UrlDedupParams) else ["id", "text"]
-            excluded = np.concatenate(removed["doc"])
-            folder = f"{BUCKETS_DIR}/{p.stage}"
-            written = read_filtered(out, files, columns).map_batches(
-                write_buckets, batch_format="pyarrow", fn_kwargs={"p": p, "excluded": excluded, "output": out.uri, "folder": folder}
-            )
-            for _ in written.iter_batches(batch_size=None):
-                pass
-            # a few reduce tasks per CPU, each taking its partitions one after the other: one task
-            # per partition would cost more in scheduling than small partitions take to reduce
-            tasks = min(p.partitions, 4 * max(1, int(ray.cluster_resources().get("CPU", 1))))
-            edges = ray.data.from_items([{"part": i} for i in range(p.partitions)], override_num_blocks=tasks).map_batches(
-                reduce_buckets, batch_size=None, batch_format="pyarrow", fn_kwargs={"output": out.uri, "folder": folder}
-            )
-            pairs = [np.stack([b["doc"], b["kept"]], axis=1) for b in edges.iter_batches(batch_format="numpy")]
-            out.delete(folder)
-            doc, kept, sizes = removals(p, np.concatenate(pairs) if pairs else np.empty((0, 2), np.int64))
-            removed["doc"].append(doc)
-            removed["kept"].append(kept)
-            removed["stage"].append(np.full(len(doc), len(info), dtype=np.int64))
-            info[p.stage] = {"removed": int(len(doc)), "cluster_sizes": {str(k): v for k, v in sorted(sizes.items())}}
-        doc = np.concatenate(removed["doc"])
-        order = np.argsort(doc)
-        plan = {
-            "doc": doc[order],
-            "kept": np.concatenate(removed["kept"])[order],
-            "stage": np.concatenate(removed["stage"] or [np.empty(0, np.int64)])[order],
-            "stages": [p.stage for p in cfg.dedup],
-        }
-        if cfg.write_removed:
-            plan["kept_names"] = kept_doc_names(read_filtered(out, files, ["id"]), plan["kept"])
-        final = read_filtered(out, files).map_batches(
-            mark_duplicates, batch_format="pyarrow", fn_kwargs={"plan": ray.put(plan), "keep_removed_text": cfg.write_removed}
-        )
-    else:
-        final = ray.data.from_arrow(SHARD.empty_table())
-    final = final.map_batches(dedup_outcomes, batch_format="pyarrow", fn_kwargs={"output": out.uri, "write_removed": cfg.write_removed})
-    final.write_parquet(out.path(STAGING_DIR), filesystem=out.fs, min_rows_per_file=cfg.shard_rows, compression="zstd")
-    return info
-
-
-def read_filtered(out: Output, files: list[str], columns: list[str] | None = None):
-    """The kept rows the filter phase committed (`files`, under `_filtered/`), in order, as a
-    dataset of blocks of about DataContext.target_max_block_size.
-
-    Not ray.data.read_parquet: Ray 2.60's reader starts a pool of footer-reading actors (new
-    worker processes) for every pass over the files, 1-2 s a pass whatever the data size, and
-    dedup passes over them once per stage and once or twice more for the shards. Plain tasks
-    over the file list cost milliseconds; each reads whole files, so no footer is needed first."""
-    import ray
-    import ray.data
-
-    # consecutive files per task: a few tasks per CPU, and at most READ_FILES_PER_TASK files each
-    cpus = max(1, int(ray.cluster_resources().get("CPU", 1)))
-    tasks = min(len(files), max(4 * cpus, -(-len(files) // READ_FILES_PER_TASK)))
-    groups = [list(g) for g in np.array_split(np.array(files, dtype=object), tasks)]
-    block_bytes = ray.data.DataContext.get_current().target_max_block_size
-    return ray.data.from_items([{"files": g} for g in groups], override_num_blocks=len(groups)).map_batches(
-        read_parts, batch_size=1, batch_format="pyarrow", fn_kwargs={"output": out.uri, "columns": columns, "block_bytes": block_bytes}
-    )
-
-
-def read_parts(batch: pa.Table, output: str, columns: list[str] | None, block_bytes: int):
-    """The rows of the batch's files, in order, yielded in tables of about `block_bytes`."""
-    out = Output(output)
-    schema = SHARD if columns is None else pa.schema([SHARD.field(c) for c in columns])
-    tables, size = [], 0
-    for rel in batch.column("files")[0].as_py():
-        table = pq.read_table(out.path(rel), columns=schema.names, filesystem=out.fs).cast(schema)
-        tables.append(table)
-        size += table.nbytes
-        if size >= block_bytes:
-            yield pa.concat_tables(tables)
-            tables, size = [], 0
-    if tables:
-        yield pa.concat_tables(tables)
-
-
-def write_buckets(batch: pa.Table, p, excluded: np.ndarray, output: str, folder: str) -> pa.Table:
-    """The map side of the dedup shuffle: a batch's bucket rows, one file per partition."""
-    out = Output(output)
-    rows = bucket_rows(batch, p, excluded)
-    if not rows.num_rows:
-        return pa.table({"rows": [0]})
-    part = rows.column("part").to_numpy()
-    order = np.argsort(part, kind="stable")
-    rows, part = rows.take(order), part[order]
-    starts = np.flatnonzero(np.r_[True, part[1:] != part[:-1]])
-    name = ids_hash(batch)
-    for start, end in zip(starts, [*starts[1:], len(part)]):
-        out.write_parquet(f"{folder}/{part[start]:05d}/{name}.parquet", rows.slice(start, end - start))
-    return pa.table({"rows": [rows.num_rows]})
-
-
-def reduce_buckets(batch: pa.Table, output: str, folder: str) -> pa.Table:
-    """The reduce side: the bucket rows of each partition of the batch, reduced to edges."""
-    out = Output(output)
-    edges = [EDGE_SCHEMA.empty_table()]
-    for part in batch.column("part").to_pylist():
-        files = [out.path(f) for f in out.list_files(f"{folder}/{part:05d}", ".parquet")]
-        if files:
-            edges.append(partition_edges(pa.concat_tables(pq.read_table(f, filesystem=out.fs) for f in files)))
-    return pa.concat_tables(edges)
-
-
-def kept_doc_names(ids, kept: np.ndarray) -> dict[int, str]:
-    """The string ids of the documents kept in duplicates' places (one small pass over ids),
-    so removed rows can name what they duplicate."""
-    wanted = np.unique(kept)
-
-    def names(batch: pa.Table) -> pa.Table:
-        ints = doc_ids_from_strings(batch.column("id").to_pylist())
-        hit = np.isin(ints, wanted)
-        return pa.table({"int": ints[hit], "id": batch.column("id").filter(pa.array(hit))})
-
-    found = ids.map_batches(names, batch_format="pyarrow")
-    return {int(r["int"]): r["id"] for r in found.iter_rows()}
-
-
-def mark_duplicates(batch: pa.Table, plan, keep_removed_text: bool) -> pa.Table:
-    """Shard rows marked with the dedup stage that removes them (if any) and the id of the
-    document kept in their place, in the columns the outcome recorder counts."""
-    import ray
-
-    plan = ray.get(plan) if isinstance(plan, ray.ObjectRef) else plan
-    ints = doc_ids_from_strings(batch.column("id").to_pylist())
-    pos = np.minimum(np.searchsorted(plan["doc"], ints), max(len(plan["doc"]) - 1, 0))
-    hit = (plan["doc"][pos] == ints) if len(plan["doc"]) else np.zeros(len(ints), dtype=bool)
-    stages = [plan["stages"][plan["stage"][i]] if h else None for i, h in zip(pos, hit)]
-    names = plan.get("kept_names", {})
-    duplicate_of = [names.get(int(plan["kept"][i]), str(int(plan["kept"][i]))) if h else None for i, h in zip(pos, hit)]
-    text = batch.column("text")
-    if not keep_removed_text:
-        text = pc.if_else(pa.array(hit), pa.scalar(None, text.type), text)
-    return batch.set_column(batch.schema.get_field_index("text"), "text", text).append_column(
-        "record_type", pa.array(["response"] * batch.num_rows)
-    ).append_column("removed_by", pa.array(stages, pa.string())).append_column(
-        "reason", pa.array([REASONS[s] if s else None for s in stages], pa.string())
-    ).append_column("duplicate_of", pa.array(duplicate_of, pa.string()))
 
 
 def replace_kept(filter_counts: dict, dedup_counts: dict) -> dict:

@@ -21,8 +21,11 @@ into the run's funnel (RefinedWeb figure 2), `stats.json` and the printed table.
     language prefilter is language ID done early, so its removals count in the `language` row
     (its own figure2_percent is null): `extract` compares with 96.31, `language` with 47.51.
 - `kept` ({docs, words, chars}), `languages` (documents by identified language), `errors`
-  (unreadable records: source, offset, reason). The pipeline adds `dedup` (per dedup stage:
-  removed, cluster sizes), `inputs` and `seconds` (per phase).
+  (unreadable records: source, offset, reason). The pipeline adds `dedup` (per dedup stage: its
+  scope, removed, and per scope group `groups` {docs_in, removed}; MinHash, exact and URL dedup
+  add cluster sizes, substring dedup tokens_struck, words_struck, chars_struck,
+  documents_touched, windows, candidate_windows, rejected_candidates), `inputs` and `seconds`
+  (per phase).
 
 Words a text-modifying stage strikes do not show in a row's final n_words: each such stage
 records them on the row (`struck`, refinery.schema), `batch_counts` sums them per stage and the
@@ -44,7 +47,9 @@ REFINEDWEB_FUNNEL = {
     "gopher_quality": 30.15,
     "line_corrections": 23.34,
     "minhash": 14.50,  # fuzzy dedup
-    "exact_dedup": 11.67,
+    # the paper's "exact dedup" is span-level: repeated spans struck (MDR stage 8), not exact_dedup's
+    # whole documents, which removes nothing after MinHash
+    "substring_dedup": 11.67,
 }
 # Stages whose removals figure 2 counts in a later stage's bar.
 FIGURE2_ROW = {"language_prefilter": "language"}
@@ -226,6 +231,9 @@ def format_table(stats: dict) -> str:
         if s["words_struck"]:
             lines.append(f"    {'(words struck from documents kept)':<44}{s['words_struck']:>8,}")
     for stage, d in stats.get("dedup", {}).items():
+        if "tokens_struck" in d:
+            lines.append(f"{stage}: {d['tokens_struck']:,} tokens struck in {d['documents_touched']:,} documents, {d['removed']:,} left too short")
+            continue
         sizes = ", ".join(f"{n} of size {size}" for size, n in d["cluster_sizes"].items()) or "none"
         lines.append(f"{stage} clusters: {sizes}")
     k = stats["kept"]

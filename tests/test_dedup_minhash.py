@@ -216,7 +216,7 @@ def test_url_keys():
 
 def _compiled_word_hashes(texts) -> list[list[int]]:
     """The compiled tokenizer's word hashes, text by text."""
-    data, offsets = minhash._utf8_buffers(minhash._as_string_array(texts))
+    data, offsets = minhash.utf8_buffers(minhash.as_string_array(texts))
     hashes, counts = _kernels.word_hashes(data, offsets, *minhash._codepoint_tables())
     ends = np.cumsum(counts)
     return [hashes[end - count : end].tolist() for end, count in zip(ends, counts)]

@@ -34,6 +34,8 @@ def setup(data_dir, tmp_path_factory):
     config.update(input=[str(p) for p in inputs], write_removed=True, shard_rows=50, commit_rows=64)
     for d in config["dedup"]:
         d["partitions"] = 4
+        if d["stage"] == "substring_dedup":
+            d["min_tokens"] = 12  # so that these 300 records have spans to strike (11 documents; none at 38)
     cfg = folder / "run.yaml"
     cfg.write_text(yaml.safe_dump(config))
     reference = folder / "reference"
@@ -83,6 +85,8 @@ KILL_POINTS = {
     "first_part_committed": lambda out: len(files(out, "_parts", ".json")) >= 1,
     # one input read through, the other not finished
     "first_input_read": lambda out: len(files(out, "_inputs", ".json")) >= 1,
+    # substring dedup's candidates found, their verification not finished
+    "substring_dedup_under_way": lambda out: len(files(out, "_buckets/substring_dedup/candidates", ".parquet")) >= 1,
     # filter phase done, final pass (dedup) under way
     "final_pass_started": lambda out: len(files(out, "_parts_dedup", ".json")) >= 1 or len(files(out, "_staging")) >= 1,
 }

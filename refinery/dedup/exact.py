@@ -1,7 +1,7 @@
 """Exact document keys: identical normalized text (whole-document dedup) and URL dedup.
 
-This is whole-document exact dedup. RefinedWeb's stage 8 (REFERENCE.md) is span-level: any
-repeated run of >= 50 tokens is cut out via a suffix array; that is not implemented here.
+This is whole-document exact dedup. RefinedWeb's stage 8 (REFERENCE.md) is span-level, any
+repeated run of >= 50 tokens cut out: that is `refinery.dedup.substring`.
 """
 from __future__ import annotations
 

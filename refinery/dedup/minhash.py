@@ -27,6 +27,7 @@ import xxhash
 from pydantic import Field
 
 from refinery.dedup import _kernels
+from refinery.dedup.scope import Scope
 from refinery.params import Params
 
 if TYPE_CHECKING:
@@ -59,6 +60,7 @@ class MinHashParams(Params):
     hash_bits: Literal[32, 64] = Field(32, description="datasketch scheme affine32 / affine64")
     device: Literal["cpu", "cuda", "auto"] = "cpu"
     partitions: int = Field(64, ge=1, description="shuffle partitions of the band rows")
+    scope: Scope = Field("run", description="run, crawl or {parts: N | auto} (refinery.dedup.scope)")
 
     @property
     def num_perm(self) -> int:
@@ -82,7 +84,7 @@ def fmix(values: np.ndarray, bits: int) -> np.ndarray:
 # ---------------------------------------------------------------- normalization and shingles
 
 
-def _as_string_array(texts: Texts) -> pa.Array:
+def as_string_array(texts: Texts) -> pa.Array:
     if isinstance(texts, pa.ChunkedArray):
         texts = texts.combine_chunks()
     if isinstance(texts, pa.Array):
@@ -97,7 +99,7 @@ def _normalized_words(texts: Texts) -> pa.Array:
 
     One implementation for the batch and the single-text paths, so `normalize`, the exact
     keys and the shingles can never disagree about what a word is."""
-    lowered = pc.utf8_lower(_as_string_array(texts))
+    lowered = pc.utf8_lower(as_string_array(texts))
     stripped = pc.utf8_trim_whitespace(pc.replace_substring_regex(lowered, _PUNCTUATION, ""))
     # Arrow splits "" into [""]; a null splits into null, which counts and flattens as no words.
     blank_as_null = pc.if_else(pc.equal(stripped, ""), pa.scalar(None, pa.large_string()), stripped)
@@ -160,7 +162,7 @@ def _missing(codepoints: np.ndarray, found: np.ndarray) -> np.ndarray:
     return codepoints[~seen[codepoints]]
 
 
-def _utf8_buffers(texts: pa.Array) -> tuple[np.ndarray, np.ndarray]:
+def utf8_buffers(texts: pa.Array) -> tuple[np.ndarray, np.ndarray]:
     """A large_string array's data bytes and its n+1 offsets into them."""
     _, offsets, data = texts.buffers()
     offsets = np.frombuffer(offsets, dtype=np.int64)[texts.offset : texts.offset + len(texts) + 1]
@@ -171,7 +173,7 @@ def _utf8_buffers(texts: pa.Array) -> tuple[np.ndarray, np.ndarray]:
 def _batch_shingles(texts: Texts, n: int) -> tuple[np.ndarray, np.ndarray]:
     """All shingle hashes of a batch (uint64, document by document) and each document's
     offsets into them (n_docs + 1)."""
-    data, offsets = _utf8_buffers(_as_string_array(texts))
+    data, offsets = utf8_buffers(as_string_array(texts))
     hashes, counts = _kernels.word_hashes(data, offsets, *_codepoint_tables())
     return _kernels.shingle_hashes(hashes, counts, n)
 

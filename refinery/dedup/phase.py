@@ -1,15 +1,18 @@
-"""The bodies of the dedup phase, without Ray: what each worker computes from a batch of
-filtered documents (bucket rows), what each shuffle partition reduces them to (edges from a
-duplicate to the document kept in its place), and how the driver turns edges into removals.
+"""The bodies of the document-level dedup stages, without Ray: what each worker computes from
+a batch of filtered documents (bucket rows), what each shuffle partition reduces them to (edges
+from a duplicate to the document kept in its place), and how the driver turns edges into
+removals. (Span-level dedup, `substring_dedup`, is `refinery.dedup.substring`.)
 
-All three dedup stages share this shape, so they share the shuffle: MinHash LSH emits one row
-per (document, band); exact dedup one row keyed by the normalized text's hash; URL dedup one
-row keyed by the normalized URL, ranked by crawl date. Which document of a bucket survives is
-a function of the bucket's rows alone, so the kept set does not depend on workers, blocks or
-input order."""
+All three stages share this shape, so they share the shuffle: MinHash LSH emits one row per
+(document, band); exact dedup one row keyed by the normalized text's hash; URL dedup one row
+keyed by the normalized URL, ranked. Which document of a bucket survives is a function of the
+bucket's rows alone, so the kept set does not depend on workers, blocks or input order.
+
+A stage's scope (`refinery.dedup.scope`) is in the `band` column: a document of scope group g
+emits its band b as g * bands + b (exact and URL dedup: g), so documents of two groups never
+share a bucket."""
 from __future__ import annotations
 
-from datetime import datetime
 from typing import Literal, Union
 
 import numpy as np
@@ -26,6 +29,8 @@ from refinery.dedup.clusters import (
 )
 from refinery.dedup.exact import exact_text_keys, url_keys
 from refinery.dedup.minhash import MinHashParams, lsh_band_keys, minhash_signatures
+from refinery.dedup.scope import Scope, epoch_seconds, groups, parts_of_run
+from refinery.dedup.substring import REASON_SHORT, SubstringDedupParams
 from refinery.params import Params
 
 
@@ -34,50 +39,65 @@ class ExactDedupParams(Params):
 
     stage: Literal["exact_dedup"] = "exact_dedup"
     partitions: int = Field(16, ge=1)
+    scope: Scope = "run"
 
 
 class UrlDedupParams(Params):
-    """One document per normalized URL: the first or the latest crawl of it (ties: smallest id)."""
+    """One document per normalized URL (MDR stage 9). `first`: the copy in the lowest part
+    (the run's split into parts, `refinery.dedup.scope`), then the oldest crawl id, then the
+    oldest WARC date, then the smallest doc id. `latest`: the newest WARC date, then the
+    smallest doc id."""
 
     stage: Literal["url_dedup"] = "url_dedup"
-    keep: Literal["first", "latest"] = "latest"
+    keep: Literal["first", "latest"] = "first"
     partitions: int = Field(16, ge=1)
+    scope: Scope = "run"
 
 
-DedupParams = Union[MinHashParams, ExactDedupParams, UrlDedupParams]
-REASONS = {"minhash": "minhash:near_duplicate", "exact_dedup": "exact_dedup:same_text", "url_dedup": "url_dedup:same_url"}
+DedupParams = Union[MinHashParams, ExactDedupParams, UrlDedupParams, SubstringDedupParams]
+REASONS = {
+    "minhash": "minhash:near_duplicate", "exact_dedup": "exact_dedup:same_text", "url_dedup": "url_dedup:same_url",
+    "substring_dedup": REASON_SHORT,
+}
+_DATE_BITS = 36  # epoch seconds up to the year 4147
 BUCKET_SCHEMA = pa.schema([("part", pa.int64()), ("doc", pa.int64()), ("band", pa.int64()), ("key", pa.uint64()), ("rank", pa.int64())])
 EDGE_SCHEMA = pa.schema([("doc", pa.int64()), ("kept", pa.int64())])
 
 
-def _date_rank(dates: list[str | None], keep: str) -> np.ndarray:
-    """Smaller rank wins: epoch seconds for `first`, minus them for `latest`; no date loses."""
-    out = np.full(len(dates), np.iinfo(np.int64).max, dtype=np.int64)
-    for i, d in enumerate(dates):
-        try:
-            t = int(datetime.fromisoformat((d or "").replace("Z", "+00:00")).timestamp())
-        except ValueError:
-            continue
-        out[i] = t if keep == "first" else -t
-    return out
+def url_rank(dates: list[str | None], keep: str, order: np.ndarray | None = None) -> np.ndarray:
+    """Smaller rank wins. `first`: (`order`, the position of the copy's part and crawl in the
+    run's order, then its date) packed in an int64, no date after every date; `latest`: minus
+    the date, no date last."""
+    seconds = epoch_seconds(dates)
+    if keep == "latest":
+        return np.where(seconds >= 0, -seconds, np.iinfo(np.int64).max)
+    date = np.where(seconds >= 0, np.minimum(seconds, (1 << _DATE_BITS) - 2), (1 << _DATE_BITS) - 1)
+    return ((np.zeros(len(dates), np.int64) if order is None else order.astype(np.int64)) << _DATE_BITS) | date
 
 
-def bucket_rows(batch: pa.Table, p: DedupParams, excluded: np.ndarray) -> pa.Table:
+def bucket_rows(batch: pa.Table, p: DedupParams, excluded: np.ndarray, group_of: dict[str, int] | None = None,
+                order_of: dict[str, int] | None = None) -> pa.Table:
     """One row per (document, bucket) for the documents of `batch` not already `excluded`
-    by an earlier dedup stage, with the shuffle partition of its bucket."""
+    by an earlier dedup stage, with the shuffle partition of its bucket. `group_of` gives the
+    scope group of each input file (`source`; default: one group); `order_of` the rank of each
+    input file for URL dedup's `keep: first` (part, then crawl)."""
     docs = doc_ids_from_strings(batch.column("id").to_pylist())
     alive = ~np.isin(docs, excluded)
     batch, docs = batch.filter(pa.array(alive)), docs[alive]
+    sources = batch.column("source").to_pylist() if "source" in batch.column_names else [""] * len(docs)
+    group = groups(sources, group_of or {}).astype(np.int64)
     if isinstance(p, MinHashParams):
         keys = lsh_band_keys(minhash_signatures(batch.column("text"), p), p.bands, p.rows)
         doc, band, key = explode_bands(docs, keys)
+        band = band + np.repeat(group, p.bands) * p.bands
         rank = doc
     else:
-        band = np.zeros(len(docs), dtype=np.int64)
+        band = group
         if isinstance(p, ExactDedupParams):
             key, rank = exact_text_keys(batch.column("text")), docs
         else:
-            key, rank = url_keys(batch.column("url").to_pylist()), _date_rank(batch.column("date").to_pylist(), p.keep)
+            order = groups(sources, order_of or {})
+            key, rank = url_keys(batch.column("url").to_pylist()), url_rank(batch.column("date").to_pylist(), p.keep, order)
         doc = docs
     part = band_partition(band, key, p.partitions)
     return pa.table([part, doc, band, key, rank], schema=BUCKET_SCHEMA)
@@ -113,3 +133,19 @@ def removals(p: DedupParams, edges: np.ndarray) -> tuple[np.ndarray, np.ndarray,
         roots = np.concatenate([edges[:, 1], np.unique(edges[:, 1])])
     dup = ids != roots
     return ids[dup], roots[dup], cluster_size_histogram(roots)
+
+
+def check_dedup_list(stages: list[DedupParams]) -> None:
+    """What a config's dedup list must satisfy, raised as ValueError naming the stage: one
+    substring dedup at most, after the stages that read text (they would read the text before
+    its spans were struck), and one split into parts for the whole run (`refinery.dedup.scope`)."""
+    substring = [i for i, p in enumerate(stages) if isinstance(p, SubstringDedupParams)]
+    if len(substring) > 1:
+        raise ValueError(f"dedup.{substring[1]}: substring_dedup appears twice")
+    for i, p in enumerate(stages):
+        if substring and i > substring[0] and isinstance(p, (MinHashParams, ExactDedupParams)):
+            raise ValueError(f"dedup.{i}: {p.stage} reads text, so it must come before substring_dedup (dedup.{substring[0]})")
+    try:
+        parts_of_run([p.scope for p in stages])
+    except ValueError as e:
+        raise ValueError(f"dedup: {e}") from None
