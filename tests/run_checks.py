@@ -16,6 +16,7 @@ import pyarrow.parquet as pq
 from warcio.archiveiterator import ArchiveIterator
 
 from refinery.config import RunConfig
+from refinery.dedup.exact import url_key
 from refinery.dedup.minhash import MinHashParams, minhash_signatures, normalize_texts
 from refinery.extract import ExtractParams, extract_text
 from refinery.io.warc import ReadParams, read_warc
@@ -67,35 +68,55 @@ def _tally(texts: list[str | None]) -> np.ndarray:
     return np.array([len(texts), sum(len(t.split()) for t in present), sum(len(t) for t in present)])
 
 
+def struck_texts(out: RunOutput, stage: str, kept_ids: set[str]) -> tuple[set[str], list[str]]:
+    """What `stage` struck from documents it kept, as the output shows it: (their ids, the
+    struck texts), from removed_lines/<stage>/ (lines, substrings) and from the rows of kept
+    documents in removed/<stage>/ (substring dedup's spans)."""
+    ids, texts = set(), []
+    lines = out.table(f"removed_lines/{stage}", ["id", "text"])
+    dropped = out.table(f"removed/{stage}", ["id"])
+    dropped = set(dropped.column("id").to_pylist()) - kept_ids if dropped is not None else set()
+    for r in lines.to_pylist() if lines is not None else []:
+        if r["id"] not in dropped:
+            ids.add(r["id"])
+            texts.append(r["text"])
+    rows = out.table(f"removed/{stage}")
+    if rows is not None and "spans" in rows.column_names:
+        for r in rows.select(["id", "spans"]).to_pylist():
+            if r["id"] in kept_ids:
+                ids.add(r["id"])
+                texts += [span["text"] for span in r["spans"] or []]
+    return ids, texts
+
+
 def check_funnel_against_files(out: RunOutput, stats: dict) -> None:
     """Every number of the funnel against the output files: a stage's output is what is kept
     plus what later stages removed (documents, and the words and characters of their text as
     written: str.split words, Python characters, counted here), plus what later text-modifying
     stages struck from documents they kept. Those struck words and characters are the numbers
     taken from stats.json (a struck line's newline, or a citation struck from inside a word, is
-    not in the file), held to the lines in removed_lines/<stage>/: a document loses at most the
-    words of its struck lines, and at least their characters."""
-    names = [s["stage"] for s in stats["stages"]]
-    texts = lambda t: t.column("text").to_pylist() if t is not None else []  # noqa: E731
-    kept = _tally(texts(out.table("shards", ["text"])))
+    not in the files), held to what the files show was struck (`struck_texts`): a document loses
+    at most the words of its struck texts, and at least their characters. A removed/ row of a
+    document that is in the shards (substring dedup's `spans_struck`) is an edit, not a removal."""
+    shards = out.table("shards", ["id", "text"])
+    kept = _tally(shards.column("text").to_pylist() if shards is not None else [])
+    kept_ids = set(shards.column("id").to_pylist()) if shards is not None else set()
     assert stats["kept"] == dict(zip(["docs", "words", "chars"], kept.tolist()))
     removed, struck = {}, {}
     for s in stats["stages"]:
         rows = out.table(f"removed/{s['stage']}", ["id", "reason", "text"])
-        rows = rows.to_pylist() if rows is not None else []
+        rows = [r for r in (rows.to_pylist() if rows is not None else []) if r["id"] not in kept_ids]
         removed[s["stage"]] = _tally([r["text"] for r in rows])
         by_reason = {}
         for reason in {r["reason"] for r in rows}:
             docs, words, chars = _tally([r["text"] for r in rows if r["reason"] == reason]).tolist()
             by_reason[reason] = {"docs": docs, "words": words, "chars": chars}
         assert s["removed_detail"] == by_reason, s["stage"]
-        lines = out.table(f"removed_lines/{s['stage']}", ["id", "text"])
-        dropped = {r["id"] for r in rows}
-        kept_lines = [r["text"] for r in (lines.to_pylist() if lines is not None else []) if r["id"] not in dropped]
+        _, texts = struck_texts(out, s["stage"], kept_ids)
         struck[s["stage"]] = np.array([0, s["words_struck"], s["chars_struck"]])
-        assert bool(kept_lines) == (s["chars_struck"] > 0), s["stage"]
-        assert s["words_struck"] <= sum(len(t.split()) for t in kept_lines), s["stage"]
-        assert s["chars_struck"] >= sum(len(t) for t in kept_lines), s["stage"]
+        assert bool(texts) == (s["chars_struck"] > 0), s["stage"]
+        assert s["words_struck"] <= sum(len(t.split()) for t in texts), s["stage"]
+        assert s["chars_struck"] >= sum(len(t) for t in texts), s["stage"]
     alive = kept + sum(removed.values()) + sum(struck.values())
     assert stats["documents"] == alive[0]
     not_documents = out.table("removed/read", ["reason"])
@@ -193,36 +214,44 @@ def lsh_components(texts: list[str], p: MinHashParams) -> np.ndarray:
 
 def check_dedup_removals(out: RunOutput, cfg: RunConfig, stats: dict) -> dict[str, int]:
     """Each dedup stage's removals recomputed from the documents it saw (the shards plus what it
-    and the later dedup stages removed): MinHash, every LSH cluster keeps exactly one document
-    and a removed one names a kept document of its cluster; exact dedup, one document per
-    normalized text. Returns the removals per stage."""
-    shards = out.table("shards", ["id", "text"])
+    and the later dedup stages removed), and every removed one names a document that survived
+    it: MinHash, every LSH cluster keeps exactly one document and a removed one names a kept
+    document of its cluster; exact dedup, one document per normalized text; URL dedup, the kept
+    document has the same normalized URL. A document a later stage struck text from (substring
+    dedup; its lines in removed_lines/) no longer has the text MinHash saw, so it takes no part in
+    the recomputed clusters. Other stages: their reasons only. Returns the removals per stage."""
+    shards = out.table("shards", ["id", "url", "text"])
+    kept_ids = set(shards.column("id").to_pylist())
     later: list[pa.Table] = []
+    edited: set[str] = set()  # documents whose text a later stage changed
     removed_by: dict[str, int] = {}
     for p in reversed(cfg.dedup):
-        removed = out.table(f"removed/{p.stage}", ["id", "text", "reason", "duplicate_of"])
-        survivors = pa.concat_tables([shards.select(["id", "text"]), *later]) if later else shards.select(["id", "text"])
-        gone = removed.select(["id", "text"]) if removed is not None else survivors.schema.empty_table()
+        rows = out.table(f"removed/{p.stage}")
+        if rows is not None:
+            assert all(r.startswith(p.stage + ":") for r in rows.column("reason").to_pylist()), p.stage
+            rows = rows.filter(pa.array([d not in kept_ids for d in rows.column("id").to_pylist()]))  # not edits
+        survivors = pa.concat_tables([shards, *later])
+        gone = rows.select(["id", "url", "text"]).cast(shards.schema) if rows is not None else shards.schema.empty_table()
+        survivor_ids = set(survivors.column("id").to_pylist())
+        named = rows is not None and "duplicate_of" in rows.column_names
+        pairs = list(zip(gone.column("id").to_pylist(), rows.column("duplicate_of").to_pylist())) if named else []
+        assert all(kept in survivor_ids for _, kept in pairs), f"{p.stage}: a removed document names one that did not survive it"
         seen = pa.concat_tables([survivors, gone])
-        ids, texts = seen.column("id").to_pylist(), seen.column("text").to_pylist()
-        survived = np.arange(len(ids)) < survivors.num_rows
-        index = {d: i for i, d in enumerate(ids)}
-        if p.stage == "minhash":
-            label = lsh_components(texts, p)
-        elif p.stage == "exact_dedup":
-            label = np.unique(normalize_texts(texts), return_inverse=True)[1]
-        else:  # a dedup stage these checks do not know: its reasons only
-            label = None
-        if removed is not None:
-            assert all(r.startswith(p.stage + ":") for r in removed.column("reason").to_pylist()), p.stage
-            if label is not None:
-                for doc, kept in zip(removed.column("id").to_pylist(), removed.column("duplicate_of").to_pylist()):
-                    assert survived[index[kept]] and label[index[doc]] == label[index[kept]], (p.stage, doc, kept)
-        if label is not None:
-            survivors_per_cluster = Counter(label[survived].tolist())
-            assert set(survivors_per_cluster.values()) <= {1}
-            assert set(label.tolist()) == set(survivors_per_cluster), f"{p.stage}: a cluster lost every document"
-        removed_by[p.stage] = removed.num_rows if removed is not None else 0
+        if p.stage in ("minhash", "exact_dedup"):
+            compared = seen.filter(pa.array([d not in edited for d in seen.column("id").to_pylist()]))
+            texts = compared.column("text").to_pylist()
+            label = lsh_components(texts, p) if p.stage == "minhash" else np.unique(normalize_texts(texts), return_inverse=True)[1]
+            cluster = dict(zip(compared.column("id").to_pylist(), label.tolist()))
+            survived = Counter(cluster[d] for d in compared.column("id").to_pylist() if d in survivor_ids)
+            assert set(survived.values()) <= {1}, f"{p.stage}: a cluster kept two documents"
+            for doc, kept in pairs:
+                assert kept in edited or cluster[doc] == cluster[kept], (p.stage, doc, kept)
+                assert cluster[doc] in survived or kept in edited, f"{p.stage}: a cluster lost every document"
+        elif p.stage == "url_dedup":
+            urls = dict(zip(seen.column("id").to_pylist(), seen.column("url").to_pylist()))
+            assert all(url_key(urls[doc]) == url_key(urls[kept]) for doc, kept in pairs)
+        removed_by[p.stage] = gone.num_rows
         assert stats["dedup"][p.stage]["removed"] == removed_by[p.stage]
+        edited |= struck_texts(out, p.stage, kept_ids)[0]
         later.append(gone)
     return removed_by
