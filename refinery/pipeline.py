@@ -36,7 +36,8 @@ from refinery.stats import KEPT, format_table, funnel, merge_counts
 log = logging.getLogger(__name__)
 
 # Ray rewrites 127.0.0.1 to the host's interface address; any other loopback address is kept,
-# so a local run never listens on or talks to anything but loopback.
+# so a local run talks to nothing but loopback. (Ray 2.60's own servers still listen on all
+# interfaces: its gRPC ports, behind token auth, and its Prometheus metrics ports.)
 LOCAL_NODE_IP = os.environ.get("REFINERY_NODE_IP", "127.0.0.2")
 # Ray retries a task whose worker died, by default forever; the crash guard needs two retries
 # per record that kills its worker, so this bounds a batch to a few such records.

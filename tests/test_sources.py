@@ -22,6 +22,7 @@ import pytest
 import yaml
 
 from conftest import REPO, run_cli
+from run_checks import RunOutput, check_funnel_against_files
 from warc_builders import count_records
 
 from refinery.config import ConfigError, load_config
@@ -229,7 +230,7 @@ def test_run_reads_from_s3_and_https_and_writes_to_s3(runs, bucket, s3_env, samp
     dolma = sorted(samples.glob("archive-crawls/dolma-*.warc.gz"))
     assert stats["inputs"] == [f"s3://{bucket}/in/archive-crawls/{f.name}" for f in dolma] + [url]
     assert stats["records_read"] == sum(count_records(f) for f in dolma) + count_records(samples / "common-crawl" / CC_FILES[0])
-    assert stats["documents"] + sum(stats["not_documents"].values()) == stats["records_read"]
+    check_funnel_against_files(RunOutput(f"{bucket}/runs/one", fs), stats)
     assert table.schema.remove_metadata().equals(SHARD)
     assert table.num_rows == stats["kept"]["docs"] > 10  # dolma's pages are English and extractable
     assert len(set(table.column("id").to_pylist())) == table.num_rows

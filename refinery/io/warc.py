@@ -148,11 +148,12 @@ def _is_binary(payload: bytes) -> bool:
     return b"\x00" in head and not head.startswith((b"\xff\xfe", b"\xfe\xff"))
 
 
-def _declared_length(record) -> int | None:
-    try:
-        return int(record.rec_headers.get_header("Content-Length") or "")
-    except ValueError:
-        return None
+def _declared_payload_length(record) -> int | None:
+    """The payload size the record declares: its Content-Length less the HTTP headers already
+    parsed (warcio reads the block through a LimitReader, whose `limit` is what is left of it);
+    None when the Content-Length is not a number."""
+    limit = getattr(record.raw_stream, "limit", None)
+    return limit if isinstance(limit, int) else None
 
 
 def record_row(record, source: str, p: ReadParams) -> dict:
@@ -177,7 +178,7 @@ def record_row(record, source: str, p: ReadParams) -> dict:
     row |= {"http_status": status, "content_type": content_type}
     if status != 200:
         return row | {"removed_by": "read", "reason": f"read:http_{status}"}
-    if (_declared_length(record) or 0) > p.max_record_bytes:  # skipped unread
+    if (_declared_payload_length(record) or 0) > p.max_record_bytes:  # skipped unread
         return row | {"removed_by": "read", "reason": "read:record_too_large"}
     # the declared length can lie and Content-Encoding can inflate: the limit holds while reading too
     payload = _read_limited(record.content_stream(), p.max_record_bytes)
