@@ -47,6 +47,17 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 CRAWL_SAMPLE = REPO.parent / "shared" / "data" / "crawl-sample" / "real-pages.warc.gz"
+WARC_SAMPLES = REPO.parent / "shared" / "data" / "warc-samples"
+# the English files of warc-samples (its README's language column), for the English-heavy input
+ENGLISH_WARCS = [
+    "archive-crawls/IAH-20080430-archive.org-shallow.aut.warc.gz",
+    "archive-crawls/BL-20140325121225068-data.gov.uk.warc.gz",
+    "archive-crawls/BL-20140325122341434-data.gov.uk-revisits.warc.gz",
+    "archive-crawls/wikipedia-mona-lisa-2013.warc.gz",
+    "archive-crawls/dolma-wget-sample-0000.warc.gz",
+    "archive-crawls/dolma-wget-sample-0001.warc.gz",
+    "common-crawl/CC-MAIN-2019-51-single.jwarc.warc.gz",
+]
 PARITY = REPO / "benchmarks" / "parity.yaml"
 DATATROVE_PACKAGES = [
     "datatrove[processing]==0.10.1",
@@ -120,7 +131,10 @@ def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--input", type=Path, default=CRAWL_SAMPLE, help="a WARC file (default: crawl-sample)")
     parser.add_argument("--workers", type=int, default=2, help="cores for each system (default 2)")
-    parser.add_argument("--repeat", type=int, nargs="+", default=[1, 4], help="input sizes, K x the WARC (default: 1 4)")
+    parser.add_argument("--repeat", type=int, nargs="*", default=[1, 4], help="input sizes, K x the WARC (default: 1 4)")
+    parser.add_argument("--english", type=int, default=0, metavar="RECORDS",
+                        help="also the English-heavy input: crawl-sample's English pages (fastText on the page text) "
+                             "plus the English WARCs of warc-samples, replicated to at least RECORDS records (e.g. 2000)")
     parser.add_argument("--work", type=Path, default=REPO / "out" / "vs-datatrove", help="inputs, outputs, logs")
     parser.add_argument("--datatrove-venv", type=Path, default=REPO / "out" / "bench-venvs" / "datatrove")
     parser.add_argument("--arms", nargs="+", default=["datatrove", "refinery", "refinery-noprefilter"])
@@ -132,6 +146,7 @@ def parse_args() -> argparse.Namespace:
                              "writers) and label the URLs only one system kept with both sides' reasons")
     parser.add_argument("--profile", action="store_true", help="also profile Refinery's stages in one process")
     parser.add_argument("--profile-repeat", type=int, default=1, help="input size for --profile")
+    parser.add_argument("--profile-english", action="store_true", help="--profile the English-heavy input's records")
     parser.add_argument("--show", type=int, default=20, help="URLs kept by one system only to print")
     # the datatrove arm, run by the driver in the datatrove venv
     parser.add_argument("--datatrove-arm", action="store_true", help=argparse.SUPPRESS)
@@ -178,27 +193,70 @@ def gzip_members(path: Path) -> list[tuple[int, int]]:
     return spans
 
 
-def split_input(warc: Path, k: int, n: int, folder: Path) -> tuple[list[Path], int]:
-    """K copies of the WARC's records dealt round-robin into N files; (files, records)."""
+def split_input(members: list[tuple[Path, int, int]], k: int, n: int, folder: Path, label: str) -> tuple[list[Path], int]:
+    """K copies of the gzip members (file, offset, length) dealt round-robin into N files;
+    (files, records). Built once per folder (a marker says for what)."""
     files = [folder / f"part-{i:03d}.warc.gz" for i in range(n)]
     marker = folder / "done.json"
-    spans = gzip_members(warc)
-    if marker.exists() and json.loads(marker.read_text()) == {"input": str(warc), "k": k, "n": n, "records": len(spans) * k}:
-        return files, len(spans) * k
+    want = {"input": label, "k": k, "n": n, "records": len(members) * k}
+    if marker.exists() and json.loads(marker.read_text()) == want:
+        return files, len(members) * k
     folder.mkdir(parents=True, exist_ok=True)
-    data = warc.read_bytes()
+    data = {path: path.read_bytes() for path in {m[0] for m in members}}
     outs = [f.open("wb") for f in files]
     try:
         j = 0
         for _ in range(k):
-            for offset, length in spans:
-                outs[j % n].write(data[offset: offset + length])
+            for path, offset, length in members:
+                outs[j % n].write(data[path][offset: offset + length])
                 j += 1
     finally:
         for f in outs:
             f.close()
-    marker.write_text(json.dumps({"input": str(warc), "k": k, "n": n, "records": len(spans) * k}))
-    return files, len(spans) * k
+    marker.write_text(json.dumps(want))
+    return files, len(members) * k
+
+
+def whole_file(path: Path) -> list[tuple[Path, int, int]]:
+    return [(path, offset, length) for offset, length in gzip_members(path)]
+
+
+def english_members(crawl_sample: Path, cache: Path) -> list[tuple[Path, int, int]]:
+    """The English-heavy input's records: crawl-sample's response records whose page text
+    fastText (lid.176, as the language prefilter reads it) labels `en`, then every record of
+    the English WARCs of warc-samples. The crawl-sample selection is cached in `cache`."""
+    spans = dict(gzip_members(crawl_sample))
+    if cache.exists():
+        offsets = json.loads(cache.read_text())
+    else:
+        from refinery.filters.language import identify_language, page_text
+        from refinery.io.warc import ReadParams, read_warc
+
+        offsets = []
+        with crawl_sample.open("rb") as stream:
+            for batch in read_warc(stream, str(crawl_sample), ReadParams()):
+                for offset, html in zip(batch.column("source_offset").to_pylist(), batch.column("html").to_pylist()):
+                    if html and identify_language(page_text(html)[:20_000])[0] == "en":
+                        offsets.append(offset)
+        cache.parent.mkdir(parents=True, exist_ok=True)
+        cache.write_text(json.dumps(offsets))
+    members = [(crawl_sample, offset, spans[offset]) for offset in offsets]
+    for rel in ENGLISH_WARCS:
+        members += whole_file(WARC_SAMPLES / rel)
+    return members
+
+
+def cases(args: argparse.Namespace) -> list[tuple[str, list[tuple[Path, int, int]], int]]:
+    """(label, gzip members, copies) of each input the run compares."""
+    out = []
+    if args.repeat:
+        members = whole_file(args.input)
+        out += [(f"x{k}", members, k) for k in args.repeat]
+    if args.english:
+        members = english_members(args.input, args.work / "english-pages.json")
+        k = -(-args.english // len(members))
+        out.append((f"en-x{k}", members, k))
+    return out
 
 
 def refinery_config(folder: Path, prefilter: bool, timeout: float) -> Path:
@@ -363,10 +421,11 @@ def print_funnel(name: str, funnel: list[dict]) -> None:
 def compare(args: argparse.Namespace, dt_python: Path | None) -> list[dict]:
     rows = []
     n = args.workers
-    for k in args.repeat:
-        folder = args.work / f"x{k}-n{n}"
-        files, records = split_input(args.input, k, n, folder / "input")
-        print(f"\n=== input: {args.input.name} x{k} = {records:,} records, split round-robin into {n} files; "
+    for label, members, k in cases(args):
+        folder = args.work / f"{label}-n{n}"
+        name = args.input.name if label.startswith("x") else f"English-heavy ({len(members):,} records: crawl-sample's English pages + {len(ENGLISH_WARCS)} English warc-samples files)"
+        files, records = split_input(members, k, n, folder / "input", f"{args.input}:{label}")
+        print(f"\n=== input: {name} x{k} = {records:,} records, split round-robin into {n} files; "
               f"{n} cores each; load average {os.getloadavg()[0]:.2f} at start", flush=True)
         results = {}
         for arm in args.arms:
@@ -393,7 +452,7 @@ def compare(args: argparse.Namespace, dt_python: Path | None) -> list[dict]:
             print_funnel(arm, r["funnel"])
         base = results.get("datatrove")
         for arm, r in results.items():
-            row = {"k": k, "records": records, "arm": arm, "wall": r["wall"], "cpu": r["cpu"], "inner_s": r["inner_s"],
+            row = {"k": label, "records": records, "arm": arm, "wall": r["wall"], "cpu": r["cpu"], "inner_s": r["inner_s"],
                    "docs_s": records / r["wall"], "kept": sum(r["urls"].values()), "load": r["load"]}
             if base is not None and arm != "datatrove":
                 row["ratio"] = base["wall"] / r["wall"]
@@ -430,7 +489,7 @@ def print_table(rows: list[dict], n: int) -> None:
         ratio = f"{r['ratio']:.2f}" if "ratio" in r else "1"
         ratio_cpu = f"{r['ratio_cpu']:.2f}" if "ratio_cpu" in r else "1"
         jac = f"{r['jaccard']:.4f}" if "jaccard" in r else "-"
-        print(f"| x{r['k']} | {r['records']:,} | {r['arm']} | {r['wall']:.1f} | {inner} | {r['docs_s']:.1f} | "
+        print(f"| {r['k']} | {r['records']:,} | {r['arm']} | {r['wall']:.1f} | {inner} | {r['docs_s']:.1f} | "
               f"{r['docs_s'] / n:.1f} | {ratio} | {r['cpu']:.1f} | {r['records'] / r['cpu']:.1f} | {ratio_cpu} | "
               f"{r['kept']:,} | {jac} | {r['load']:.1f} |")
 
@@ -449,7 +508,10 @@ def profile(args: argparse.Namespace) -> None:
     from refinery.stages import apply_stage
 
     folder = args.work / f"x{args.profile_repeat}-n1"
-    files, records = split_input(args.input, args.profile_repeat, 1, folder / "input")
+    members = english_members(args.input, args.work / "english-pages.json") if args.profile_english else whole_file(args.input)
+    if args.profile_english:
+        folder = args.work / f"en-x{args.profile_repeat}-n1"
+    files, records = split_input(members, args.profile_repeat, 1, folder / "input", f"{args.input}:{folder.name}")
     cfg = load_config(refinery_config(folder, True, args.extract_timeout), {"input": [str(f) for f in files], "output": str(folder / "unused")})
     per_stage: Counter = Counter()
     profiler = cProfile.Profile()
@@ -485,7 +547,7 @@ def profile(args: argparse.Namespace) -> None:
         "gopher_quality": ("gopher.py", "gopher_quality"),
         "Arrow to_pylist/from_pylist (apply_stage)": None,
     }
-    print(f"\n=== profile: Refinery's parity stages in one process (no Ray), {args.input.name} x{args.profile_repeat} "
+    print(f"\n=== profile: Refinery's parity stages in one process (no Ray), {folder.name} "
           f"= {records:,} records: {total:.1f} s (cProfile on), {records / total:.1f} docs/s; load average {os.getloadavg()[0]:.2f}")
     print("  wall per stage (perf_counter; cProfile overhead included):")
     for stage, s in per_stage.most_common():
