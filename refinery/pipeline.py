@@ -282,19 +282,50 @@ def configure_data_context() -> None:
     ctx.target_max_block_size = 16 * 1024 * 1024  # several blocks per WARC file, so one file spreads over workers
 
 
+# What a read task asks of the scheduler. Its own request keeps it from fusing with the stages (the
+# blocks of one file are then processed in parallel, not in the reading task); a small one leaves
+# every CPU to the stage tasks (at 0.25, two readers held half a CPU and left one of two CPUs to
+# the stages). Reading takes ~1/8 of a record's CPU time, so the readers share the stage tasks'
+# cores; at most one reader per CPU runs at a time.
+READ_CPUS = 0.01
+
+
 def read_records(cfg: RunConfig, todo: list[dict], out: Output):
     """The records of the inputs to do, as a dataset (input markers written to `out`)."""
+    import ray
     import ray.data
 
     ds = ray.data.from_items(todo, override_num_blocks=len(todo))
-    # A fractional CPU keeps reading from fusing with the stages, so the blocks of one file
-    # are processed in parallel rather than in the reading task.
-    ds = ds.map_batches(read_files, batch_size=1, batch_format="pyarrow", fn_kwargs={"read": cfg.read, "output": out.uri}, num_cpus=0.25)
+    ds = ds.map_batches(read_files, batch_size=1, batch_format="pyarrow", fn_kwargs={"read": cfg.read, "output": out.uri},
+                        num_cpus=READ_CPUS, concurrency=max(1, int(ray.cluster_resources().get("CPU", 1))))
     return ds.limit(cfg.limit) if cfg.limit else ds
+
+
+# What a record of a WARC file weighs, to estimate an input's records from its size: a Common Crawl
+# WARC's gzip member averages ~25 KB (request, response, metadata), crawl-sample's ~30 KB.
+RECORD_BYTES = 30_000
+TASKS_PER_CPU = 8
+MAX_COMMIT_ROWS = 10_000
+
+
+def commit_rows(explicit: int | None, batch_records: int, input_bytes: int | None, cpus: int) -> int:
+    """Rows per part, and per filter-phase task, unless the config sets `commit_rows`: the
+    inputs' records (estimated from their size) over TASKS_PER_CPU tasks per CPU, a multiple of
+    `read.batch_records`, at most MAX_COMMIT_ROWS. Enough tasks that the last ones leave no CPU
+    idle for long; as few as that allows, since each task commits files and markers."""
+    if explicit:
+        return explicit
+    if not input_bytes:
+        return batch_records
+    per_task = input_bytes / RECORD_BYTES / (TASKS_PER_CPU * max(1, cpus))
+    return int(min(MAX_COMMIT_ROWS, max(batch_records, -(-per_task // batch_records) * batch_records)))
 
 
 def filter_phase(cfg: RunConfig, todo: list[dict], out: Output) -> None:
     """Every record of the inputs to do through the stages, committed in parts."""
+    import ray
+
+    size = console.input_bytes([t["path"] for t in todo])
     ds = read_records(cfg, todo, out)
     with warnings.catch_warnings():
         # max_retries has no named parameter in Ray 2.60: it travels in ray_remote_args, which
@@ -312,18 +343,19 @@ def filter_phase(cfg: RunConfig, todo: list[dict], out: Output) -> None:
         # `commit_rows` is also the rows per task (see RunConfig.commit_rows).
         ds = ds.map_batches(
             commit_parts,
-            batch_size=cfg.commit_rows or cfg.read.batch_records,
+            batch_size=commit_rows(cfg.commit_rows, cfg.read.batch_records, size, int(ray.cluster_resources().get("CPU", 1))),
             batch_format="pyarrow",
             fn_kwargs={"output": out.uri, "names": {t["path"]: t["name"] for t in todo}, "write_removed": cfg.write_removed},
             max_retries=MAX_TASK_RETRIES,
         )
-    progress = console.progress("filter phase", console.input_bytes([t["path"] for t in todo]), cfg.limit)
+    progress = console.progress("filter phase", size, cfg.limit)
     offsets: dict[str, int] = {}
     for batch in ds.iter_batches(batch_size=None, batch_format="pyarrow"):
         for row in batch.to_pylist():
             offsets[row["source"]] = max(offsets.get(row["source"], 0), row["offset"] or 0)
             progress.update(row["records"], row["kept"], sum(offsets.values()))
     progress.close()
+    log.debug("filter phase, Ray Data's stats:\n%s", ds.stats())
 
 
 def compact(cfg: RunConfig, out: Output) -> None:
