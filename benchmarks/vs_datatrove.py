@@ -139,7 +139,7 @@ def parse_args() -> argparse.Namespace:
                              "plus the English WARCs of warc-samples, replicated to at least RECORDS records (e.g. 2000)")
     parser.add_argument("--work", type=Path, default=REPO / "out" / "vs-datatrove", help="inputs, outputs, logs")
     parser.add_argument("--datatrove-venv", type=Path, default=REPO / "out" / "bench-venvs" / "datatrove")
-    parser.add_argument("--arms", nargs="+", default=["datatrove", "refinery", "refinery-noprefilter"])
+    parser.add_argument("--arms", nargs="*", default=["datatrove", "refinery", "refinery-noprefilter"])
     parser.add_argument("--base", metavar="REF", help="add the arm refinery@REF: Refinery's code at git ref REF, same venv")
     parser.add_argument("--extract-timeout", type=float, default=1.0,
                         help="per-page trafilatura time limit, both systems (default 1 s, as parity.yaml); on a "
@@ -148,6 +148,8 @@ def parse_args() -> argparse.Namespace:
                         help="record what removed each document (Refinery --write-removed, datatrove exclusion "
                              "writers) and label the URLs only one system kept with both sides' reasons")
     parser.add_argument("--profile", action="store_true", help="also profile Refinery's stages in one process")
+    parser.add_argument("--reader", action="store_true",
+                        help="also time the read phase alone on each input: FastWARC (Refinery's reader) vs warcio's reader alone")
     parser.add_argument("--profile-repeat", type=int, default=1, help="input size for --profile")
     parser.add_argument("--profile-english", action="store_true", help="--profile the English-heavy input's records")
     parser.add_argument("--show", type=int, default=20, help="URLs kept by one system only to print")
@@ -589,6 +591,32 @@ def profile(args: argparse.Namespace) -> None:
     print(f"  top 60 by cumulative time: {out}")
 
 
+def reader_ratio(args: argparse.Namespace) -> None:
+    """CPU seconds of read_warc over each input's files, with FastWARC and with warcio's reader
+    alone, alternating, 3 rounds each; the same rows both ways."""
+    import refinery.io.warc as warc
+
+    fast = warc._read_gzip_fast
+    for label, members, k in cases(args):
+        files, records = split_input(members, k, args.workers, args.work / f"{label}-n{args.workers}" / "input", f"{args.input}:{label}")
+        seconds: dict[str, list[float]] = {"FastWARC": [], "warcio": []}
+        counts = {}
+        for _ in range(3):
+            for name in seconds:
+                warc._read_gzip_fast = fast if name == "FastWARC" else warc._read_gzip
+                t = time.process_time()
+                n = 0
+                for path in files:
+                    with path.open("rb") as f:
+                        n += sum(b.num_rows for b in warc.read_warc(f, str(path), warc.ReadParams()))
+                seconds[name].append(time.process_time() - t)
+                counts[name] = n
+        warc._read_gzip_fast = fast
+        best = {name: min(v) for name, v in seconds.items()}
+        print(f"\n=== read phase alone, {label} ({records:,} records; rows {counts}): FastWARC {best['FastWARC']:.2f} CPU-s, "
+              f"warcio {best['warcio']:.2f} CPU-s (best of 3): {best['warcio'] / best['FastWARC']:.2f}x; load average {os.getloadavg()[0]:.2f}")
+
+
 def main() -> int:
     args = parse_args()
     if args.datatrove_arm:
@@ -612,8 +640,11 @@ def main() -> int:
           "datatrove's LanguageFilter reads a copy in its asset cache instead of downloading lid.176.bin)")
     if args.base:
         args.arms.append(f"refinery@{args.base}")
-    rows = compare(args, dt_python)
-    print_table(rows, args.workers)
+    if args.arms:
+        rows = compare(args, dt_python)
+        print_table(rows, args.workers)
+    if args.reader:
+        reader_ratio(args)
     if args.profile:
         profile(args)
     return 0

@@ -40,9 +40,8 @@ class RunConfig(Params):
         None,
         ge=1,
         description=(
-            "filter-phase rows per committed part, and per task; default read.batch_records, so the blocks of "
-            "one file spread over the CPUs. A crawl of many more WARCs than CPUs keeps them busy with whole "
-            "files: 10000 there makes a 40k-record WARC a handful of part files per folder instead of ~300"
+            "filter-phase rows per committed part, and per task; default: derived from the inputs' size and the "
+            "CPUs, ~8 tasks per CPU, a multiple of read.batch_records, at most 10000 (README, Resume)"
         ),
     )
     write_removed: bool = False
