@@ -78,8 +78,8 @@ def main() -> int:
     events = ray.timeline()
     ops: dict[str, list[tuple[float, float]]] = defaultdict(list)
     for e in events:
-        if e.get("ph") != "X" or not str(e.get("cat", "")).startswith("task::"):
-            continue
+        if e.get("ph") != "X" or not str(e.get("cat", "")).startswith("task::MapBatches"):
+            continue  # Ray Data's operators only (not its stats and autoscaling actors)
         start_us, dur = float(e["ts"]), float(e["dur"])
         if start_us * 1000 < started_ns or start_us * 1000 > ended_ns:
             continue
@@ -96,6 +96,11 @@ def main() -> int:
     print(f"  slot occupancy (CPUs held by running tasks / {args.workers} CPUs x wall): {100 * held / (args.workers * wall):.1f}%")
     print(f"  stage tasks only (the 1-CPU tasks): "
           f"{100 * sum(d for n, s in ops.items() if 'read_files' not in n for _, d in s) / 1e6 / (args.workers * wall):.1f}%")
+    stage = sorted((t, t + d) for n, s in ops.items() if "read_files" not in n for t, d in s)
+    if stage:  # from the first stage task's start to the last one's end: Ray Data's planning and start-up left out
+        first, last = stage[0][0], max(e for _, e in stage)
+        print(f"  stage tasks, from the first one's start to the last one's end ({(last - first) / 1e6:.1f} s): "
+              f"{100 * sum(e - t for t, e in stage) / (args.workers * (last - first)):.1f}%")
     print(f"  CPU busy (user+sys of this process tree / {args.workers} CPUs x wall): {100 * cpu / (args.workers * wall):.1f}%  ({cpu:.1f} CPU-s)")
     (args.work / "timeline.json").write_text(json.dumps(events))
     print(f"  timeline: {args.work / 'timeline.json'} (chrome://tracing)")

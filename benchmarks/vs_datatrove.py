@@ -485,12 +485,12 @@ def compare(args: argparse.Namespace, dt_python: Path | None) -> list[dict]:
                 print(f"\n  {arm} vs datatrove: {row['ratio']:.2f}x docs/s (whole process), {row['ratio_cpu']:.2f}x docs per CPU-second"
                       + (f", {row['ratio_inner']:.2f}x (Refinery filter phase vs datatrove executor.run)" if "ratio_inner" in row else "")
                       + f"; kept-URL Jaccard {jac:.4f}; only datatrove kept {len(only_dt)}, only {arm} kept {len(only_ref)}")
-                for label, urls, other in (("only datatrove", only_dt, r), (f"only {arm}", only_ref, base)):
+                for side, urls, other in (("only datatrove", only_dt, r), (f"only {arm}", only_ref, base)):
                     for u in urls[: args.show]:
                         why = other["reasons"].get(u, "not recorded (reader or extraction)" if args.why else "")
-                        print(f"    {label}: {u}" + (f"   [removed by the other: {why}]" if args.why else ""))
+                        print(f"    {side}: {u}" + (f"   [removed by the other: {why}]" if args.why else ""))
                     if len(urls) > args.show:
-                        print(f"    {label}: ... {len(urls) - args.show} more")
+                        print(f"    {side}: ... {len(urls) - args.show} more")
             rows.append(row)
         mine = [a for a in results if a == "refinery" or a.startswith("refinery@")]
         for arm in mine[1:]:  # each version of Refinery against the first listed
