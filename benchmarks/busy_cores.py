@@ -86,7 +86,7 @@ def main() -> int:
         ops[str(e["cat"]).removeprefix("task::")].append((start_us, dur))
     read_cpus = pipeline.READ_CPUS
     held = 0.0
-    print(f"\nfilter phase: {records:,} records in {args.files} files, commit_rows {pipeline.commit_rows(cfg.commit_rows, cfg.read.batch_records, pipeline.console.input_bytes([str(f) for f in files]), args.workers)}, "
+    print(f"\nfilter phase: {records:,} records in {args.files} files, commit_rows {pipeline.commit_rows(cfg.commit_rows, cfg.read.batch_records, pipeline.console.input_bytes([str(f) for f in files]), args.workers, len(files))}, "
           f"read tasks {read_cpus} CPU; {wall:.1f} s wall, {records / wall:.1f} records/s; load average {os.getloadavg()[0]:.2f} at the end")
     for name, spans in sorted(ops.items()):
         cpus = read_cpus if "read_files" in name else 1.0

@@ -40,8 +40,8 @@ class RunConfig(Params):
         None,
         ge=1,
         description=(
-            "filter-phase rows per committed part, and per task; default: derived from the inputs' size and the "
-            "CPUs, ~8 tasks per CPU, a multiple of read.batch_records, at most 10000 (README, Resume)"
+            "filter-phase rows per committed part, and per task; default: read.batch_records with fewer than 8 "
+            "input files per CPU, else about a file's records (from the inputs' size), at most 10000 (README, Resume)"
         ),
     )
     write_removed: bool = False
