@@ -279,8 +279,9 @@ def scan_arm(files: list[Path], eval_docs: dict[str, list[str]], eval_grams: dic
 
 def _write_atomically(path: Path, write: Callable) -> None:
     """`write(file)` into a temp file renamed over `path`: a reader never sees a partial file,
-    even after a kill mid-write."""
-    temporary = path.with_name(path.name + ".tmp")
+    even after a kill mid-write; the temp name is this process's, so runs of other seeds into
+    the same folder at the same time do not rename each other's."""
+    temporary = path.with_name(f"{path.name}.{os.getpid()}.tmp")
     with open(temporary, "wb") as f:
         write(f)
     os.replace(temporary, path)
