@@ -178,6 +178,7 @@ def merge_counts(parts: list[dict]) -> dict:
         _add_into(total["words_hist"], part.get("words_hist", {}))  # parts of runs before schema 3 have none
         _add_into(total["score_hist"], part.get("score_hist", {}))
         total["kept_domains"].add(part.get("kept_domains", {}))
+        total["kept_domains"].error += part.get("kept_domains_error", 0)  # a folded input's own summary's
         total["records"] += part["records"]
         total["record_types"].update(part["record_types"])
         total["languages"].update(part["languages"])
@@ -192,6 +193,22 @@ def merge_counts(parts: list[dict]) -> dict:
             s[0] += w
             s[1] += c
     return total
+
+
+def fold_counts(parts: list[dict]) -> dict:
+    """Parts' counts summed into one record of the same form (an input's manifest,
+    refinery.resume), its kept domains summarized as merge_counts does (`kept_domains_error`: how
+    far under the truth a listed count may be), so a manifest stays small however many parts and
+    domains the input has."""
+    total = merge_counts(parts)
+    domains = total["kept_domains"]
+    domains.prune()
+    return {
+        "records": total["records"], "record_types": dict(total["record_types"]), "outcomes": dict(total["outcomes"]),
+        "struck": dict(total["struck"]), "languages": dict(total["languages"]), "errors": total["errors"],
+        "words_hist": total["words_hist"], "score_hist": total["score_hist"],
+        "kept_domains": dict(domains.counts), "kept_domains_error": domains.error,
+    }
 
 
 def _percent(part: float, whole: float) -> float:
