@@ -23,7 +23,6 @@ from collections import defaultdict
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
-import pyarrow.parquet as pq
 
 from refinery.config import RunConfig
 from refinery.dedup.clusters import doc_ids_from_strings
@@ -108,7 +107,7 @@ def iter_parts(out: Output, files: list[str], columns: list[str] | None, block_b
     schema = SHARD if columns is None else pa.schema([SHARD.field(c) for c in columns])
     tables, size = [], 0
     for rel in files:
-        table = pq.read_table(out.path(rel), columns=schema.names, filesystem=out.fs).cast(schema)
+        table = out.read_parquet(rel, schema.names).cast(schema)
         tables.append(table)
         size += table.nbytes
         if size >= block_bytes:
@@ -121,7 +120,7 @@ def iter_parts(out: Output, files: list[str], columns: list[str] | None, block_b
 def read_folder(out: Output, folder: str, schema: pa.Schema) -> pa.Table:
     """Every Parquet file under `folder` as one table (empty when there are none)."""
     files = out.list_files(folder, ".parquet")
-    return pa.concat_tables([schema.empty_table()] + [pq.read_table(out.path(f), filesystem=out.fs).cast(schema) for f in files])
+    return pa.concat_tables([schema.empty_table()] + [out.read_parquet(f).cast(schema) for f in files])
 
 
 # ---------------------------------------------------------------- the phase

@@ -26,7 +26,7 @@ from refinery.crash_guard import ATTEMPTS_DIR, guarded
 from refinery.resume import (
     COMPLETE, FAILED_DIR, FAILED_INPUTS, FILTERED_DIR, INPUTS_DIR, NETWORK_FAILED, PARTS_DIR, RESUME, STAGING_DIR,
     InputsFailed, accepted_failures, as_ranges, committed_counts, committed_records, discard_unfinished, failed_inputs,
-    fold_input, input_name, inputs_to_do, inputs_to_fold, open_run, part_name,
+    fold_input, input_name, inputs_to_do, inputs_to_fold, open_run, part_name, stem,
 )
 from refinery.schema import SHARD, rows_from_pylist
 from refinery.stages import apply_stage
@@ -71,8 +71,22 @@ def read_files(batch: pa.Table, read: ReadParams, output: str):
     committed; at the end of an input, its record count (which tells a re-run when the input is
     finished). An input whose stream fails after its retries is left unfinished, with a note of
     the error and of where to read on (`_failed/`), and the others go on: raising here would
-    fail the whole Ray Data plan."""
+    fail the whole Ray Data plan. Small inputs' records are yielded together, in blocks of about
+    `read.batch_records`: a block per input would cost the driver's bookkeeping per input."""
+    pending: list[pa.Table] = []
+    for rows in read_inputs(batch, read, output):
+        pending.append(rows)
+        if sum(t.num_rows for t in pending) >= read.batch_records:
+            yield pa.concat_tables(pending)
+            pending = []
+    if pending:
+        yield pa.concat_tables(pending)
+
+
+def read_inputs(batch: pa.Table, read: ReadParams, output: str):
     out = Output(output)
+    # failure notes of an earlier run (or attempt of this task), deleted when their input is read through
+    notes = {stem(rel) for rel in out.list_files(FAILED_DIR, ".json")}
     for path, name, skip, start in zip(*(batch.column(c).to_pylist() for c in ("path", "name", "skip", "start"))):
         skip = json.loads(skip)
         n, offset = json.loads(start)
@@ -91,7 +105,8 @@ def read_files(batch: pa.Table, read: ReadParams, output: str):
             log.error("%s: %s", path, e)
             out.write_json(f"{FAILED_DIR}/{name}.json", {"path": path, "error": str(e.error), "record": e.record, "offset": e.offset})
             continue
-        out.delete(f"{FAILED_DIR}/{name}.json")  # first: a note left beside a finished input would read as accepted
+        if name in notes:
+            out.delete(f"{FAILED_DIR}/{name}.json")  # first: a note left beside a finished input would read as accepted
         out.write_json(f"{INPUTS_DIR}/{name}.json", {"path": path, "records": n})
 
 
@@ -311,7 +326,7 @@ def read_records(cfg: RunConfig, todo: list[dict], out: Output):
     ds = ray.data.from_items(todo, override_num_blocks=min(len(todo), READ_TASKS_PER_CPU * cpus()))
     # A fractional CPU keeps reading from fusing with the stages, so the blocks of one file
     # are processed in parallel rather than in the reading task.
-    ds = ds.map_batches(read_files, batch_size=1, batch_format="pyarrow", fn_kwargs={"read": cfg.read, "output": out.uri}, num_cpus=0.25)
+    ds = ds.map_batches(read_files, batch_size=None, batch_format="pyarrow", fn_kwargs={"read": cfg.read, "output": out.uri}, num_cpus=0.25)
     return ds.limit(cfg.limit) if cfg.limit else ds
 
 
