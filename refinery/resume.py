@@ -176,7 +176,8 @@ def fold_input(out: Output, name: str) -> bool:
         "input": name, "path": marker["path"], "records": marker["records"],
         "parts": {stem(rel): p["ranges"] for rel, p in zip(rels, parts)}, "counts": fold_counts(parts),
     })
-    out.delete(f"{PARTS_DIR}/{name}")
+    if rels:
+        out.delete_folder(f"{PARTS_DIR}/{name}")
     return True
 
 

@@ -156,11 +156,15 @@ class Output:
         parallel; on S3 a folder is listed and deleted 1,000 keys a request."""
         info = self.fs.get_file_info(self.path(rel))
         if info.type == pafs.FileType.Directory:
-            if self.local:
-                self.delete_files(self.list_files(rel))
-            self.fs.delete_dir(self.path(rel))
+            self.delete_folder(rel)
         elif info.type != pafs.FileType.NotFound:
             self.fs.delete_file(self.path(rel))
+
+    def delete_folder(self, rel: str) -> None:
+        """Remove a folder known to be there (no look-up first)."""
+        if self.local:
+            self.delete_files(self.list_files(rel))
+        self.fs.delete_dir(self.path(rel))
 
     def delete_files(self, rels: list[str]) -> None:
         """Remove these files (found by a listing), in parallel; one already gone is fine."""
