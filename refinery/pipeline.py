@@ -398,7 +398,17 @@ def fold_task(batch: pa.Table, output: str) -> pa.Table:
     only contend (2.5 ms an input serially, 4.4 ms on 32 threads, on this 2-core machine)."""
     out = Output(output)
     names = batch.column("names")[0].as_py()
-    fold = lambda name: fold_input(out, name)  # noqa: E731
+
+    def fold(name: str) -> bool:
+        """A failed fold (a storage error) leaves the input's parts loose, which every reader of
+        them handles: a manifest saves requests, it is never needed."""
+        for attempt in (1, 2):
+            try:
+                return fold_input(out, name)
+            except OSError as e:
+                log.warning("folding %s (attempt %d): %s", name, attempt, e)
+        return False
+
     folded = [fold(name) for name in names] if out.local else Output.each(fold, names)
     return pa.table({"folded": [sum(folded)]})
 
