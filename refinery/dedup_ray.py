@@ -36,7 +36,7 @@ from refinery.dedup.substring import (
 )
 from refinery.io.storage import Output
 from refinery.outcomes import write_outcomes
-from refinery.resume import FILTERED_DIR, STAGING_DIR
+from refinery.resume import FILTERED_DIR, STAGING_DIR, input_name, stem
 from refinery.schema import REMOVED_COLUMNS, SHARD, ids_hash
 from refinery.stats import batch_counts
 
@@ -134,12 +134,11 @@ def dedup_phase(cfg: RunConfig, out: Output, inputs: list[str], kept: dict[str, 
     section."""
     import ray.data
 
-    files = out.list_files(FILTERED_DIR, ".parquet")
-    slots = file_slots(files)
     sizes = np.array([kept.get(path, [0, 0])[:2] for path in inputs], dtype=np.float64).reshape(-1, 2)
     scopes = Scopes(inputs, [p.scope for p in cfg.dedup], int(sizes[:, 1].sum()),
                     crawls=any(p.scope == "crawl" or isinstance(p, UrlDedupParams) for p in cfg.dedup))
     order_of = {path: scopes.part[path] * len(scopes.crawl_order) + scopes.crawl_order[scopes.crawl[path]] for path in inputs}
+    slots = file_slots(by_group(out.list_files(FILTERED_DIR, ".parquet"), inputs, order_of))
     info: dict = {}
     removed = {"doc": [np.empty(0, np.int64)], "kept": [np.empty(0, np.int64)], "stage": [np.empty(0, np.int64)], "jaccard": [np.empty(0)]}
     edits = None
@@ -184,6 +183,19 @@ def dedup_phase(cfg: RunConfig, out: Output, inputs: list[str], kept: dict[str, 
     final.write_parquet(out.path(STAGING_DIR), filesystem=out.fs, min_rows_per_file=cfg.shard_rows, compression="zstd")
     out.delete(BUCKETS_DIR)
     return summarize_groups(info, out.read_jsons(out.list_files(DEDUP_PARTS_DIR, ".json")))
+
+
+def by_group(files: list[str], inputs: list[str], order_of: dict[str, int]) -> list[str]:
+    """The filter phase's files (`<input>-<first record>-<hash>.parquet`) ordered by their input's
+    part and crawl, then by name: a slot then holds the documents of one scope group or two, so
+    with `partitions: auto` its map task writes into that group's partitions only, not into every
+    partition of the run (the shuffle's files are map tasks x the partitions each writes)."""
+    names = {input_name(i, path): path for i, path in enumerate(inputs)}
+
+    def group(rel: str) -> int:
+        return order_of.get(names.get(stem(rel).rsplit("-", 2)[0]), 0)
+
+    return sorted(files, key=lambda rel: (group(rel), rel))
 
 
 def document_dedup(p, out: Output, excluded: np.ndarray, group_of: dict, order_of: dict, slots: list[list[str]], partitions: Partitions):

@@ -132,6 +132,20 @@ def test_a_groups_rows_stay_in_its_own_partitions_and_equal_buckets_meet():
             assert len(set(part[(key == k) & (band == g)])) <= 1
 
 
+def test_dedup_slots_hold_one_scope_group_after_another():
+    """The filtered files are dealt into slots by their input's part (then name), so a map task
+    writes into its group's partitions, not into every one of the run's."""
+    from refinery.dedup.scope import part_of
+    from refinery.dedup_ray import by_group
+
+    inputs = [f"/crawl/file-{i}.warc.gz" for i in range(12)]
+    order_of = {path: part_of(path, 3) for path in inputs}
+    files = [f"_filtered/{part_name(input_name(i, path), np.arange(k * 10, k * 10 + 10))}.parquet" for i, path in enumerate(inputs) for k in range(2)]
+    ordered = by_group(sorted(files), inputs, order_of)
+    groups = [order_of[inputs[int(rel.split("/")[1][:6])]] for rel in ordered]
+    assert sorted(ordered) == sorted(files) and groups == sorted(groups) and len(set(groups)) == 3
+
+
 def test_partitions_must_be_a_positive_number_or_auto():
     from pydantic import ValidationError
 
