@@ -151,6 +151,12 @@ class DomainSummary:
     def __init__(self, size: int = DOMAINS_TRACKED, counts: dict | None = None, error: int = 0):
         self.size, self.counts, self.error = size, Counter(counts or {}), error
 
+    def __eq__(self, other: object) -> bool:
+        """Equal when they list the same domains: merged counts of the same records compare equal."""
+        if not isinstance(other, DomainSummary):
+            return NotImplemented
+        return (self.size, self.error, self.top(self.size)) == (other.size, other.error, other.top(other.size))
+
     def add(self, counts: dict[str, int]) -> None:
         self.counts.update(counts)
         if len(self.counts) > 2 * self.size:
