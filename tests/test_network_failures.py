@@ -426,7 +426,7 @@ def per_input_counts(out: Path) -> dict:
     parts: dict = {}
     for name, counts in committed_counts(Output(str(out))):
         parts.setdefault(name, []).append(counts)
-    return {name: {k: v if k != "kept_domains" else v.top(100) for k, v in merge_counts(p).items() if k != "errors"} for name, p in parts.items()}
+    return {name: {k: v for k, v in merge_counts(p).items() if k != "errors"} for name, p in parts.items()}
 
 
 def test_the_rerun_after_the_outage_reads_on_and_gives_the_documents_of_a_clean_local_run(outage_runs):
