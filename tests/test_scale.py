@@ -15,6 +15,7 @@ import pyarrow as pa
 import pytest
 
 from conftest import REPO
+from warc_builders import raw_records
 from refinery.dedup.phase import ExactDedupParams, bucket_rows, stage_partitions
 from refinery.dedup.minhash import MinHashParams
 from refinery.dedup.scope import TARGET_SHUFFLE_BYTES, Partitions
@@ -187,19 +188,11 @@ DRIVER = textwrap.dedent('''
 
 
 def deal_inputs(crawl_sample: Path, folder: Path, n: int) -> list[str]:
-    """n one-record WARC files, crawl-sample's gzip members dealt in turn (reused past its 1,171)."""
-    import zlib
-
-    data, members, pos = crawl_sample.read_bytes(), [], 0
-    while pos < len(data):
-        d = zlib.decompressobj(31)
-        d.decompress(data[pos:])
-        end = len(data) - len(d.unused_data)
-        members.append(data[pos:end])
-        pos = end
+    """n one-record WARC files, crawl-sample's records dealt in turn (reused past its 1,171)."""
+    records = raw_records(crawl_sample)
     folder.mkdir(parents=True)
     for i in range(n):
-        (folder / f"in-{i:05d}.warc.gz").write_bytes(members[i % len(members)])
+        (folder / f"in-{i:05d}.warc.gz").write_bytes(records[i % len(records)])
     return [str(folder / "*.warc.gz")]
 
 
