@@ -22,7 +22,7 @@ into the run's funnel (RefinedWeb figure 2), `stats.json` and the printed table.
     (its own figure2_percent is null): `extract` compares with 96.31, `language` with 47.51.
 - `kept` ({docs, words, chars}), `languages` (documents by identified language), `errors`
   (unreadable records: source, offset, reason). The pipeline adds `dedup` (per dedup stage: its
-  scope, removed, and per scope group `groups` {docs_in, removed}; MinHash, exact and URL dedup
+  scope, its shuffle's `partitions` and `partitions_asked` (N or auto), removed, and per scope group `groups` {docs_in, removed}; MinHash, exact and URL dedup
   add cluster sizes, substring dedup tokens_struck, words_struck, chars_struck,
   documents_touched, windows, candidate_windows, rejected_candidates), `inputs`, `failed_inputs`
   (inputs finished with --accept-failed-inputs: path, error, and where reading stopped; the rest
