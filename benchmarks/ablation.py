@@ -1,7 +1,7 @@
 """What each stage of pipelines/cc.yaml buys: `refinery ablate` on a real crawl, scored on two
 fixed held-out sets of genres no arm trains on.
 
-    python benchmarks/ablation.py --corpus crawl-sample                 # tiny model, 1M tokens, 3 seeds, CPU
+    python benchmarks/ablation.py --corpus crawl-sample                 # tiny model, 500k tokens, 3 seeds, CPU
     python benchmarks/ablation.py --corpus crawl-sample+archive --tokens 3M --seeds 3
 
 Corpora (../shared/data, see each README):
@@ -78,7 +78,7 @@ def main() -> int:
     parser.add_argument("--corpus", choices=list(CORPORA), default="crawl-sample")
     parser.add_argument("--work", type=Path, default=Path("out/ablation"), help="default: out/ablation (git-ignored)")
     parser.add_argument("--size", default="tiny")
-    parser.add_argument("--tokens", default="1M", help="training tokens per arm and seed (default 1M)")
+    parser.add_argument("--tokens", default="500k", help="training tokens per arm and seed (default 500k)")
     parser.add_argument("--seeds", default="3")
     parser.add_argument("--device", default="cpu", choices=["auto", "cpu", "cuda"])
     args = parser.parse_args()

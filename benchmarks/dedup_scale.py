@@ -475,11 +475,17 @@ def measure(folder: Path, bands: int, rows: int, hash_bits: int | None, workers:
         import tracemalloc
 
         tracemalloc.start(8)
-    sources = sorted({s for f in out.list_files("_filtered", ".parquet") for s in pq.read_table(out.path(f), columns=["source"]).column("source").unique().to_pylist()})
+    kept: dict[str, list[int]] = {}  # per source, the documents and words entering dedup (what `auto` sizes from)
+    for f in out.list_files("_filtered", ".parquet"):
+        for row in pq.read_table(out.path(f), columns=["source", "n_words"]).group_by("source").aggregate([("n_words", "count"), ("n_words", "sum")]).to_pylist():
+            total = kept.setdefault(row["source"], [0, 0])
+            total[0] += row["n_words_count"]
+            total[1] += row["n_words_sum"]
+    sources = sorted(kept)
     sampler = Sampler()
     started = time.monotonic()
     sampler.start()
-    info = dedup_ray.dedup_phase(cfg, out, sources, None)
+    info = dedup_ray.dedup_phase(cfg, out, sources, kept)
     pipeline.publish_shards(out)
     wall = time.monotonic() - started
     result = sampler.finish()

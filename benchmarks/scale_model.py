@@ -59,10 +59,10 @@ BUCKET = "scale-model"
 # the driver steps timed (functions of refinery.pipeline's namespace) and the storage calls of
 # the driver between them (refinery.io.storage.Output methods); a request is attributed to the
 # outermost one running when it was made
-DRIVER_STEPS = ["list_inputs", "open_run", "discard_unfinished", "start_ray", "inputs_to_do", "filter_phase",
-                "compact", "dedup_phase", "publish_shards"]
-OUTPUT_CALLS = ["read_json", "read_jsons", "read_json_if_exists", "write_json", "write_parquet", "list_files",
-                "delete", "move", "exists", "is_empty", "clear"]
+DRIVER_STEPS = ["list_inputs", "open_run", "discard_unfinished", "start_ray", "fold_inputs", "inputs_to_do", "filter_phase",
+                "filter_counts", "compact", "dedup_phase", "publish_shards"]
+OUTPUT_CALLS = ["read_json", "read_jsons", "iter_jsons", "read_json_if_exists", "write_json", "write_parquet", "list_files",
+                "delete", "delete_files", "move", "move_files", "exists", "is_empty", "clear"]
 
 
 # ---------------------------------------------------------------- inputs
@@ -339,8 +339,11 @@ def run_case(case: str, storage: str, inputs: Path, work: Path, workers: int, s3
                 key = unquote(next((x.split("=", 1)[1] for x in query.split("&") if x.startswith("prefix=")), ""))
             requests.append((t, op, place(key, out_key, "in-")))
         stats = json.loads(s3.client().get_object(Bucket=BUCKET, Key=f"{out_key}/stats.json")["Body"].read())
-        pages = s3.client().get_paginator("list_objects_v2").paginate(Bucket=BUCKET, Prefix=f"{out_key}/_parts/")
-        parts = sum(len(p.get("Contents", [])) for p in pages)
+        client = s3.client()
+        keys = [o["Key"] for p in client.get_paginator("list_objects_v2").paginate(Bucket=BUCKET, Prefix=f"{out_key}/_")
+                for o in p.get("Contents", [])]
+        parts = count_parts([json.loads(client.get_object(Bucket=BUCKET, Key=k)["Body"].read()) for k in keys if "/_manifests/" in k],
+                            sum("/_parts/" in k for k in keys))
     else:
         if strace:
             roots = {"out": str(out_dir), "in": str(inputs)}
@@ -348,7 +351,8 @@ def run_case(case: str, storage: str, inputs: Path, work: Path, workers: int, s3
                 requests.append((t, op, "input" if root == "in" else folder_of(rel)))
             trace_log.unlink()
         stats = json.loads((out_dir / "stats.json").read_text())
-        parts = len(list((out_dir / "_parts").glob("*.json")))
+        parts = count_parts([json.loads(f.read_text()) for f in (out_dir / "_manifests").glob("*.json")],
+                            len(list((out_dir / "_parts").rglob("*.json"))))
     steps = observed["events"]
 
     def step_at(t: float) -> str:
@@ -375,6 +379,12 @@ def run_case(case: str, storage: str, inputs: Path, work: Path, workers: int, s3
         "by": [[s, f, o, n] for (s, f, o), n in sorted(by.items())],
         "command": shlex.join(["refinery", *argv]), "trace": observed["trace"],
     }
+
+
+def count_parts(manifests: list[dict], loose: int) -> int:
+    """The filter phase's parts: those folded into the inputs' manifests and those left loose
+    (before issue 18's manifests, every part was a loose `_parts/` file)."""
+    return sum(len(m["parts"]) for m in manifests) + loose
 
 
 def place(key: str, out_key: str, input_prefix: str) -> str:

@@ -4,17 +4,21 @@ Packing: each document becomes `eos + its tokens`, documents are concatenated in
 and the stream is cut into sequences of seq_len + 1 tokens that overlap by one (inputs are
 tokens[:-1], targets tokens[1:]), so no token is padding and a document may span two sequences.
 
-Order, deterministic given a seed: every epoch visits the shards in a seeded permutation and the
-documents of each Parquet record batch in a seeded permutation. Packed sequences then pass
-through a shuffle buffer (SHUFFLE_BUFFER_TOKENS) that batches draw from at seeded random slots,
-so one long document is spread over many steps instead of filling whole batches in a row.
-The position (epoch, shard, record batch, document, unfinished tokens, buffer, batches drawn)
-is the loader's `state_dict()`, so a resumed run reads exactly what an uninterrupted one would.
+Order: a global shuffle, deterministic given a seed. The arm's documents are tokenized once into
+a token file (an unlinked temporary file read through a memory map, so RAM holds only the
+per-document offsets). Every epoch lays all documents, from every shard, end to end in a seeded
+permutation, cuts that stream into sequences (the last < seq_len tokens of an epoch are left
+out), and visits the sequences in a second seeded permutation. So any number of batches, a
+fraction of an epoch included, is a uniform sample of the whole arm, not of its first shards or
+documents, and one long document is spread over the epoch rather than filling batches in a row.
+The position (epoch, sequences drawn) is the loader's `state_dict()`, so a resumed run reads
+exactly what an uninterrupted one would.
 """
 import glob
 import gzip
 import json
 import re
+import tempfile
 from pathlib import Path
 from typing import Iterator, Sequence
 
@@ -23,9 +27,8 @@ import pyarrow.parquet as pq
 import torch
 
 TEXT_COLUMN = "text"
-DOCS_PER_RECORD_BATCH = 1024  # also the span of within-shard document shuffling
-SHUFFLE_BUFFER_TOKENS = 2**20  # packed sequences held for drawing batches: ~1M tokens, 8 MB
-_SHARD_ORDER, _DOC_ORDER, _BATCH_SLOTS = range(3)  # keep the seeded random streams apart
+DOCS_PER_RECORD_BATCH = 1024  # documents per Parquet read
+_DOC_ORDER, _SEQUENCE_ORDER = range(2)  # keep the seeded random streams apart
 
 
 def resolve_paths(specs: Sequence[str | Path], suffix: str = ".parquet") -> list[Path]:
@@ -57,108 +60,109 @@ def _seeded_rng(*keys: int) -> np.random.Generator:
     return np.random.default_rng([int(k) for k in keys])
 
 
-class PackedBatches:
-    """Endless (epoch after epoch) batches of packed sequences from Parquet shards."""
+class TokenFile:
+    """Every document of some Parquet shards as `eos + tokens`, end to end in one memory-mapped
+    file, with each document's start: random access to any document without holding the text."""
 
-    def __init__(self, paths: Sequence[Path], tokenizer, seq_len: int, batch_size: int, seed: int):
+    def __init__(self, paths: Sequence[Path], tokenizer, directory: str | Path | None = None):
+        dtype = np.min_scalar_type(tokenizer.vocab_size - 1)
+        self._file = tempfile.TemporaryFile(dir=directory)  # unlinked: gone when closed, even after a kill
+        lengths = []
+        for text in iter_parquet_texts(paths):
+            tokens = tokenizer.encode_document(text)
+            self._file.write(tokens.astype(dtype).tobytes())
+            lengths.append(len(tokens))
+        self._file.flush()
+        self.starts = np.zeros(len(lengths) + 1, dtype=np.int64)
+        np.cumsum(lengths, out=self.starts[1:])
+        self.tokens = np.memmap(self._file, dtype=dtype, mode="r") if lengths else np.empty(0, dtype)
+
+    @property
+    def documents(self) -> int:
+        return len(self.starts) - 1
+
+    @property
+    def lengths(self) -> np.ndarray:
+        return np.diff(self.starts)
+
+    def close(self) -> None:
+        self.tokens = None
+        self._file.close()
+
+
+class PackedBatches:
+    """Endless (epoch after epoch) batches of packed sequences from Parquet shards, drawn in a
+    seeded order over the whole of their text (see the module docstring)."""
+
+    def __init__(self, paths: Sequence[Path], tokenizer, seq_len: int, batch_size: int, seed: int,
+                 temp_dir: str | Path | None = None):
         if not paths:
             raise ValueError("no training shards")
-        self.paths = list(paths)
-        self.tokenizer = tokenizer
         self.seq_len = seq_len
         self.batch_size = batch_size
         self.seed = seed
+        self.text = TokenFile(paths, tokenizer, temp_dir)
+        if self.text.documents == 0:
+            raise ValueError("training shards contain no text")
+        total = int(self.text.starts[-1])
+        if total < seq_len + 1:
+            raise ValueError(f"training text has {total:,} tokens, fewer than one sequence of {seq_len + 1}")
+        self.sequences_per_epoch = (total - 1) // seq_len
         self.epoch = 0
-        self.shard_pos = 0  # index into this epoch's shard permutation
-        self.record_batch = 0  # record batches of the current shard fully read
-        self.doc_pos = 0  # documents of the current record batch already tokenized
-        self.pending = np.empty(0, dtype=np.int64)  # tokenized but not yet packed into a sequence
-        self.buffer_size = max(batch_size, SHUFFLE_BUFFER_TOKENS // seq_len)
-        self.buffer: np.ndarray | None = None  # (buffer_size, seq_len + 1), filled on the first batch
-        self.batches_drawn = 0
-        self._docs: list[str] | None = None  # current record batch, permuted
-        self._batches: Iterator | None = None  # open reader of the current shard
+        self.position = 0  # sequences of this epoch already drawn
+        self._plan_epoch = None
+        self._doc_order = self._stream_starts = self._sequence_order = None
 
     def state_dict(self) -> dict:
-        return {
-            "seed": self.seed,
-            "epoch": self.epoch,
-            "shard_pos": self.shard_pos,
-            "record_batch": self.record_batch,
-            "doc_pos": self.doc_pos,
-            "pending": torch.from_numpy(self.pending.copy()),
-            "buffer": None if self.buffer is None else torch.from_numpy(self.buffer.copy()),
-            "batches_drawn": self.batches_drawn,
-        }
+        return {"seed": self.seed, "epoch": self.epoch, "position": self.position,
+                "documents": self.text.documents, "tokens": int(self.text.starts[-1])}
 
     def load_state_dict(self, state: dict) -> None:
         if state["seed"] != self.seed:
             raise ValueError(f"data position was saved for seed {state['seed']}, not {self.seed}")
-        self.epoch, self.shard_pos = state["epoch"], state["shard_pos"]
-        self.record_batch, self.doc_pos = state["record_batch"], state["doc_pos"]
-        self.pending = state["pending"].numpy().astype(np.int64)
-        self.buffer = None if state["buffer"] is None else state["buffer"].numpy().copy()
-        self.batches_drawn = state["batches_drawn"]
-        self._docs = self._batches = None
+        if (state["documents"], state["tokens"]) != (self.text.documents, int(self.text.starts[-1])):
+            raise ValueError(f"data position was saved for {state['documents']:,} documents and {state['tokens']:,} "
+                             f"tokens of training text; these shards hold {self.text.documents:,} and "
+                             f"{int(self.text.starts[-1]):,}")
+        self.epoch, self.position = state["epoch"], state["position"]
 
-    def _shard_order(self) -> np.ndarray:
-        return _seeded_rng(self.seed, _SHARD_ORDER, self.epoch).permutation(len(self.paths))
+    def close(self) -> None:
+        self.text.close()
 
-    def _open_record_batch(self) -> list[str] | None:
-        """The current record batch's documents in their seeded order; None at the shard's end."""
-        if self._batches is None:
-            path = self.paths[self._shard_order()[self.shard_pos]]
-            self._batches = pq.ParquetFile(path).iter_batches(batch_size=DOCS_PER_RECORD_BATCH, columns=[TEXT_COLUMN])
-            for _ in range(self.record_batch):  # resuming mid-shard: skip what was read
-                next(self._batches)
-        batch = next(self._batches, None)
-        if batch is None:
-            return None
-        texts = batch.column(0).to_pylist()
-        order = _seeded_rng(self.seed, _DOC_ORDER, self.epoch, self.shard_pos, self.record_batch).permutation(len(texts))
-        return [texts[i] for i in order]
+    def _plan(self) -> None:
+        """This epoch's document order, where each document starts in its stream, and the order
+        its sequences are drawn in."""
+        if self._plan_epoch == self.epoch:
+            return
+        self._doc_order = _seeded_rng(self.seed, _DOC_ORDER, self.epoch).permutation(self.text.documents)
+        self._stream_starts = np.zeros(self.text.documents + 1, dtype=np.int64)
+        np.cumsum(self.text.lengths[self._doc_order], out=self._stream_starts[1:])
+        self._sequence_order = _seeded_rng(self.seed, _SEQUENCE_ORDER, self.epoch).permutation(self.sequences_per_epoch)
+        self._plan_epoch = self.epoch
 
-    def _next_document(self) -> str:
-        empty_epochs = 0
-        while True:
-            if self._docs is None:
-                self._docs = self._open_record_batch()
-                if self._docs is None:  # shard finished
-                    self._batches = None
-                    self.shard_pos, self.record_batch, self.doc_pos = self.shard_pos + 1, 0, 0
-                    if self.shard_pos == len(self.paths):
-                        self.epoch, self.shard_pos = self.epoch + 1, 0
-                        empty_epochs += 1
-                        if empty_epochs > 1:
-                            raise ValueError("training shards contain no text")
-                    continue
-            if self.doc_pos < len(self._docs):
-                text = self._docs[self.doc_pos]
-                self.doc_pos += 1
-                if text:
-                    empty_epochs = 0
-                    return text
-                continue
-            self._docs = None
-            self.record_batch, self.doc_pos = self.record_batch + 1, 0
-
-    def _next_sequence(self) -> np.ndarray:
-        while len(self.pending) < self.seq_len + 1:
-            self.pending = np.concatenate([self.pending, self.tokenizer.encode_document(self._next_document())])
-        sequence = self.pending[: self.seq_len + 1]
-        self.pending = self.pending[self.seq_len :]
-        return sequence
+    def _sequence(self, index: int) -> np.ndarray:
+        """Tokens [index * seq_len, index * seq_len + seq_len + 1) of this epoch's stream."""
+        begin, end = index * self.seq_len, index * self.seq_len + self.seq_len + 1
+        k = int(np.searchsorted(self._stream_starts, begin, side="right")) - 1
+        pieces = []
+        while begin < end:
+            doc = self._doc_order[k]
+            offset = begin - self._stream_starts[k]
+            take = min(end - begin, self._stream_starts[k + 1] - begin)
+            start = self.text.starts[doc] + offset
+            pieces.append(self.text.tokens[start : start + take])
+            begin, k = begin + take, k + 1
+        return np.concatenate(pieces).astype(np.int64)
 
     def next_batch(self) -> tuple[torch.Tensor, torch.Tensor]:
         """(inputs, targets), each (batch_size, seq_len) int64 on the CPU."""
-        if self.buffer is None:
-            self.buffer = np.stack([self._next_sequence() for _ in range(self.buffer_size)])
-        slots = _seeded_rng(self.seed, _BATCH_SLOTS, self.batches_drawn).integers(self.buffer_size, size=self.batch_size)
         rows = []
-        for slot in slots:  # a slot drawn twice yields its refill the second time
-            rows.append(self.buffer[slot].copy())
-            self.buffer[slot] = self._next_sequence()
-        self.batches_drawn += 1
+        for _ in range(self.batch_size):
+            if self.position == self.sequences_per_epoch:
+                self.epoch, self.position = self.epoch + 1, 0
+            self._plan()
+            rows.append(self._sequence(int(self._sequence_order[self.position])))
+            self.position += 1
         sequences = torch.from_numpy(np.stack(rows))
         return sequences[:, :-1].contiguous(), sequences[:, 1:].contiguous()
 

@@ -34,7 +34,7 @@ SIZE_DEFAULTS = {
     "small": dict(batch_size=16, lr=1e-3),
     "gpt2-86m": dict(batch_size=32, lr=6e-4),
 }
-CHECKPOINT_FORMAT = 2  # 2: padded vocabulary rows, RNG of the current CUDA device only
+CHECKPOINT_FORMAT = 3  # 2: padded vocabulary rows, RNG of the current CUDA device only; 3: global data order
 
 
 @dataclass(frozen=True)
@@ -214,7 +214,11 @@ def train(
     torch.manual_seed(config.seed)
     model = GPT(model_config).to(device)
     optimizer = make_optimizer(model, config, device)
-    loader = PackedBatches(resolve_paths(shards), tokenizer, config.seq_len, config.batch_size, config.seed)
+    # the token file goes beside the checkpoint (the run's disk), else to the system's temp folder
+    temp_dir = Path(checkpoint_path).parent if checkpoint_path is not None else None
+    if temp_dir is not None:
+        temp_dir.mkdir(parents=True, exist_ok=True)
+    loader = PackedBatches(resolve_paths(shards), tokenizer, config.seq_len, config.batch_size, config.seed, temp_dir)
     tokens_per_step = config.batch_size * config.grad_accum * config.seq_len
     total_steps = max(1, math.ceil(config.tokens / tokens_per_step))
     step, losses = 0, []
@@ -273,6 +277,7 @@ def train(
         meter.resume()
 
     meter.pause()
+    loader.close()
     tokens_per_s = meter.tokens_per_s
     return TrainResult(
         model=model,
@@ -326,7 +331,7 @@ def save_checkpoint(path, model, optimizer, loader, tokenizer, config, step, los
 def load_checkpoint(path: str | Path) -> dict:
     checkpoint = torch.load(path, map_location="cpu", weights_only=True)
     if checkpoint.get("format") != CHECKPOINT_FORMAT:
-        raise ValueError(f"checkpoint {path} is of an older format (vocabulary padding, RNG state): "
+        raise ValueError(f"checkpoint {path} is of an older format (vocabulary padding, RNG state, data order): "
                          "train again into another output folder")
     return checkpoint
 

@@ -23,13 +23,12 @@ from collections import defaultdict
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
-import pyarrow.parquet as pq
 
 from refinery.config import RunConfig
 from refinery.dedup.clusters import doc_ids_from_strings
 from refinery.dedup.minhash import MinHashParams
-from refinery.dedup.phase import BUCKET_SCHEMA, EDGE_SCHEMA, REASONS, UrlDedupParams, bucket_rows, partition_edges, removals
-from refinery.dedup.scope import Scopes, groups
+from refinery.dedup.phase import BUCKET_SCHEMA, EDGE_SCHEMA, REASONS, UrlDedupParams, bucket_rows, partition_edges, removals, stage_partitions
+from refinery.dedup.scope import Partitions, Scopes, groups
 from refinery.dedup.similarity import JACCARD, SHINGLE_ROWS, cluster_jaccards, member_shingles
 from refinery.dedup.substring import (
     CANDIDATE_SCHEMA, EDIT_SCHEMA, REASON_STRUCK, REQUEST_SCHEMA, RUN_SCHEMA, WINDOW_SCHEMA, SubstringDedupParams,
@@ -37,7 +36,7 @@ from refinery.dedup.substring import (
 )
 from refinery.io.storage import Output
 from refinery.outcomes import write_outcomes
-from refinery.resume import FILTERED_DIR, STAGING_DIR
+from refinery.resume import FILTERED_DIR, STAGING_DIR, input_name, stem
 from refinery.schema import REMOVED_COLUMNS, SHARD, ids_hash
 from refinery.stats import batch_counts
 
@@ -108,7 +107,7 @@ def iter_parts(out: Output, files: list[str], columns: list[str] | None, block_b
     schema = SHARD if columns is None else pa.schema([SHARD.field(c) for c in columns])
     tables, size = [], 0
     for rel in files:
-        table = pq.read_table(out.path(rel), columns=schema.names, filesystem=out.fs).cast(schema)
+        table = out.read_parquet(rel, schema.names).cast(schema)
         tables.append(table)
         size += table.nbytes
         if size >= block_bytes:
@@ -121,45 +120,50 @@ def iter_parts(out: Output, files: list[str], columns: list[str] | None, block_b
 def read_folder(out: Output, folder: str, schema: pa.Schema) -> pa.Table:
     """Every Parquet file under `folder` as one table (empty when there are none)."""
     files = out.list_files(folder, ".parquet")
-    return pa.concat_tables([schema.empty_table()] + [pq.read_table(out.path(f), filesystem=out.fs).cast(schema) for f in files])
+    return pa.concat_tables([schema.empty_table()] + [out.read_parquet(f).cast(schema) for f in files])
 
 
 # ---------------------------------------------------------------- the phase
 
 
-def dedup_phase(cfg: RunConfig, out: Output, inputs: list[str], words: int | None = None) -> dict:
+def dedup_phase(cfg: RunConfig, out: Output, inputs: list[str], kept: dict[str, list[int]]) -> dict:
     """The dedup stages in order (a stage sees what the earlier ones kept), each within its
     scope, then one pass that writes the final shards and the removed rows. `inputs`: the
-    run's input files (what scopes are made of); `words`: the words entering dedup (for
-    `parts: auto`). Returns stats.json's `dedup` section."""
+    run's input files (what scopes are made of); `kept`: per input file, the documents and words
+    it brings into dedup (for `parts: auto` and `partitions: auto`). Returns stats.json's `dedup`
+    section."""
     import ray.data
 
-    files = out.list_files(FILTERED_DIR, ".parquet")
-    slots = file_slots(files)
-    scopes = Scopes(inputs, [p.scope for p in cfg.dedup], words, crawls=any(p.scope == "crawl" or isinstance(p, UrlDedupParams) for p in cfg.dedup))
+    sizes = np.array([kept.get(path, [0, 0])[:2] for path in inputs], dtype=np.float64).reshape(-1, 2)
+    scopes = Scopes(inputs, [p.scope for p in cfg.dedup], int(sizes[:, 1].sum()),
+                    crawls=any(p.scope == "crawl" or isinstance(p, UrlDedupParams) for p in cfg.dedup))
     order_of = {path: scopes.part[path] * len(scopes.crawl_order) + scopes.crawl_order[scopes.crawl[path]] for path in inputs}
+    slots = file_slots(by_group(out.list_files(FILTERED_DIR, ".parquet"), inputs, order_of))
     info: dict = {}
     removed = {"doc": [np.empty(0, np.int64)], "kept": [np.empty(0, np.int64)], "stage": [np.empty(0, np.int64)], "jaccard": [np.empty(0)]}
     edits = None
     for i, p in enumerate(cfg.dedup):
         excluded = np.concatenate(removed["doc"])
         group_of = scopes.group_of(p.scope)
+        group = np.array([group_of[path] for path in inputs], dtype=np.int64)
+        n_groups = len(scopes.names(p.scope))
+        partitions = stage_partitions(p, *(np.bincount(group, weights=sizes[:, i], minlength=n_groups) for i in (0, 1)))
         if not slots:  # nothing was kept by the filter phase
-            doc = kept = np.empty(0, np.int64)
+            doc = kept_in_place = np.empty(0, np.int64)
             stage_info = {"removed": 0} | ({"documents_touched": 0, "tokens_struck": 0} if isinstance(p, SubstringDedupParams) else {"cluster_sizes": {}})
         elif isinstance(p, SubstringDedupParams):
             edits = f"{BUCKETS_DIR}/{p.stage}/edits"
-            doc, stage_info = substring_dedup(p, out, slots, excluded, group_of, edits)
-            kept = doc  # a document dropped for what was struck out of it duplicates nothing whole
+            doc, stage_info = substring_dedup(p, out, slots, excluded, group_of, edits, partitions)
+            kept_in_place = doc  # a document dropped for what was struck out of it duplicates nothing whole
         else:
-            doc, kept, sizes = document_dedup(p, out, excluded, group_of, order_of, slots)
-            stage_info = {"removed": int(len(doc)), "cluster_sizes": {str(k): v for k, v in sorted(sizes.items())}}
+            doc, kept_in_place, clusters = document_dedup(p, out, excluded, group_of, order_of, slots, partitions)
+            stage_info = {"removed": int(len(doc)), "cluster_sizes": {str(k): v for k, v in sorted(clusters.items())}}
         removed["doc"].append(doc)
-        removed["kept"].append(kept)
+        removed["kept"].append(kept_in_place)
         removed["stage"].append(np.full(len(doc), i, dtype=np.int64))
         with_jaccard = cfg.write_removed and isinstance(p, MinHashParams) and len(doc)
-        removed["jaccard"].append(jaccard_pass(p, out, slots, doc, kept) if with_jaccard else np.full(len(doc), np.nan))
-        info[p.stage] = stage_info | scopes.describe(p.scope)
+        removed["jaccard"].append(jaccard_pass(p, out, slots, doc, kept_in_place, partitions.total) if with_jaccard else np.full(len(doc), np.nan))
+        info[p.stage] = stage_info | scopes.describe(p.scope) | {"partitions": partitions.total, "partitions_asked": p.partitions}
     doc = np.concatenate(removed["doc"])
     order = np.argsort(doc)
     plan = {
@@ -181,7 +185,20 @@ def dedup_phase(cfg: RunConfig, out: Output, inputs: list[str], words: int | Non
     return summarize_groups(info, out.read_jsons(out.list_files(DEDUP_PARTS_DIR, ".json")))
 
 
-def document_dedup(p, out: Output, excluded: np.ndarray, group_of: dict, order_of: dict, slots: list[list[str]]):
+def by_group(files: list[str], inputs: list[str], order_of: dict[str, int]) -> list[str]:
+    """The filter phase's files (`<input>-<first record>-<hash>.parquet`) ordered by their input's
+    part and crawl, then by name: a slot then holds the documents of one scope group or two, so
+    with `partitions: auto` its map task writes into that group's partitions only, not into every
+    partition of the run (the shuffle's files are map tasks x the partitions each writes)."""
+    names = {input_name(i, path): path for i, path in enumerate(inputs)}
+
+    def group(rel: str) -> int:
+        return order_of.get(names.get(stem(rel).rsplit("-", 2)[0]), 0)
+
+    return sorted(files, key=lambda rel: (group(rel), rel))
+
+
+def document_dedup(p, out: Output, excluded: np.ndarray, group_of: dict, order_of: dict, slots: list[list[str]], partitions: Partitions):
     """MinHash, exact or URL dedup: workers turn documents into bucket rows and write them to
     the output, one file per shuffle partition (`_buckets/<stage>/<partition>/`); then one task
     per few partitions reduces them to edges (duplicate -> kept doc); only the edges reach the
@@ -190,9 +207,10 @@ def document_dedup(p, out: Output, excluded: np.ndarray, group_of: dict, order_o
 
     columns = ["id", "url", "date", "source"] if isinstance(p, UrlDedupParams) else ["id", "text", "source"]
     folder = f"{BUCKETS_DIR}/{p.stage}"
-    kwargs = {"p": p, "excluded": excluded, "output": out.uri, "folder": folder, "group_of": group_of, "order_of": order_of}
+    kwargs = {"p": p, "excluded": excluded, "output": out.uri, "folder": folder, "group_of": group_of, "order_of": order_of,
+              "partitions": partitions}
     drain(read_filtered(out, slots, columns).map_batches(write_buckets, batch_format="pyarrow", fn_kwargs=kwargs))
-    edges = drain(over_partitions(reduce_partitions, p.partitions, output=out.uri, folder=folder, rows=_BUCKET_SCHEMA_NO_PART,
+    edges = drain(over_partitions(reduce_partitions, partitions.total, output=out.uri, folder=folder, rows=_BUCKET_SCHEMA_NO_PART,
                                   reduce=partition_edges, empty=EDGE_SCHEMA))
     out.delete(folder)
     pairs = [np.stack([b.column("doc").to_numpy(), b.column("kept").to_numpy()], axis=1) for b in edges if b.num_rows]
@@ -222,9 +240,10 @@ def write_partitions(out: Output, folder: str, rows: pa.Table, name: str, column
         out.write_parquet(f"{folder}/{part[start]:05d}/{name}.parquet", rows.slice(start, end - start))
 
 
-def write_buckets(batch: pa.Table, p, excluded: np.ndarray, output: str, folder: str, group_of: dict, order_of: dict) -> pa.Table:
+def write_buckets(batch: pa.Table, p, excluded: np.ndarray, output: str, folder: str, group_of: dict, order_of: dict,
+                  partitions: Partitions) -> pa.Table:
     """The map side of a document-level stage: a batch's bucket rows, one file per partition."""
-    rows = bucket_rows(batch, p, excluded, group_of, order_of)
+    rows = bucket_rows(batch, p, excluded, group_of, order_of, partitions)
     write_partitions(Output(output), folder, rows, ids_hash(batch))
     return pa.table({"rows": [rows.num_rows]})
 
@@ -241,30 +260,30 @@ def reduce_partitions(batch: pa.Table, output: str, folder: str, rows: pa.Schema
     return pa.concat_tables(results)
 
 
-def jaccard_pass(p: MinHashParams, out: Output, slots: list[list[str]], doc: np.ndarray, kept: np.ndarray) -> np.ndarray:
+def jaccard_pass(p: MinHashParams, out: Output, slots: list[list[str]], doc: np.ndarray, kept: np.ndarray, partitions: int) -> np.ndarray:
     """The Jaccard similarity of each removed `doc` with the `kept` document in its place
-    (refinery.dedup.similarity), through a shuffle of the cluster members' shingle sets (only
-    with --write-removed: it is for the removed rows, and the report)."""
+    (refinery.dedup.similarity), through a shuffle of the cluster members' shingle sets in
+    `partitions` (only with --write-removed: it is for the removed rows, and the report)."""
     import ray
 
     order = np.argsort(doc)
     folder = f"{BUCKETS_DIR}/{p.stage}-jaccard"
     members = ray.put({"removed": doc[order], "kept": kept[order]})
-    kwargs = {"p": p, "members": members, "output": out.uri, "folder": folder}
+    kwargs = {"p": p, "members": members, "output": out.uri, "folder": folder, "partitions": partitions}
     drain(read_filtered(out, slots, ["id", "text"]).map_batches(write_member_shingles, batch_format="pyarrow", fn_kwargs=kwargs))
-    found = drain(over_partitions(reduce_partitions, p.partitions, output=out.uri, folder=folder, rows=_without(SHINGLE_ROWS, "part"),
+    found = drain(over_partitions(reduce_partitions, partitions, output=out.uri, folder=folder, rows=_without(SHINGLE_ROWS, "part"),
                                   reduce=cluster_jaccards, empty=JACCARD))
     out.delete(folder)
     similarity = dict(zip(*(np.concatenate([b.column(c).to_numpy() for b in found] or [np.empty(0)]) for c in ("doc", "jaccard"))))
     return np.array([similarity.get(int(d), np.nan) for d in doc])
 
 
-def write_member_shingles(batch: pa.Table, p: MinHashParams, members, output: str, folder: str) -> pa.Table:
+def write_member_shingles(batch: pa.Table, p: MinHashParams, members, output: str, folder: str, partitions: int) -> pa.Table:
     """The map side of the Jaccard shuffle: a batch's cluster members, one file per partition."""
     import ray
 
     members = ray.get(members) if isinstance(members, ray.ObjectRef) else members
-    rows = member_shingles(batch, p, members["removed"], members["kept"], p.partitions)
+    rows = member_shingles(batch, p, members["removed"], members["kept"], partitions)
     write_partitions(Output(output), folder, rows, ids_hash(batch))
     return pa.table({"rows": [rows.num_rows]})
 
@@ -272,15 +291,16 @@ def write_member_shingles(batch: pa.Table, p: MinHashParams, members, output: st
 # ---------------------------------------------------------------- substring dedup
 
 
-def substring_dedup(p: SubstringDedupParams, out: Output, slots: list[list[str]], excluded: np.ndarray, group_of: dict, edits: str):
+def substring_dedup(p: SubstringDedupParams, out: Output, slots: list[list[str]], excluded: np.ndarray, group_of: dict, edits: str,
+                    partitions: Partitions):
     """The four passes of `refinery.dedup.substring` (its module doc), through storage under
     `_buckets/substring_dedup/`: windows/<partition>/, candidates/<slot>/, requests/<slot>/,
     runs/<slot>/ (deleted when done), and edits/<slot>/ (read by the final pass). Returns
     (the ids of the documents it drops, its stats)."""
     folder = f"{BUCKETS_DIR}/{p.stage}"
     common = {"p": p, "output": out.uri, "folder": folder}
-    written = drain(over_slots(write_windows, slots, excluded=excluded, group_of=group_of, **common))
-    found = drain(over_partitions(reduce_windows, p.partitions, **common))
+    written = drain(over_slots(write_windows, slots, excluded=excluded, group_of=group_of, partitions=partitions, **common))
+    found = drain(over_partitions(reduce_windows, partitions.total, **common))
     out.delete(f"{folder}/windows")
     drain(over_slots(send_runs, slots, **common))
     out.delete(f"{folder}/requests")
@@ -304,7 +324,8 @@ def total(table: pa.Table, column: str) -> int:
     return int(pc.sum(table.column(column)).as_py() or 0)
 
 
-def write_windows(batch: pa.Table, p: SubstringDedupParams, output: str, folder: str, excluded: np.ndarray, group_of: dict) -> pa.Table:
+def write_windows(batch: pa.Table, p: SubstringDedupParams, output: str, folder: str, excluded: np.ndarray, group_of: dict,
+                  partitions: Partitions) -> pa.Table:
     """Pass 1, per slot: the window rows of its documents, one file per hash partition."""
     out = Output(output)
     slot, files = batch.column("slot")[0].as_py(), batch.column("files")[0].as_py()
@@ -313,7 +334,7 @@ def write_windows(batch: pa.Table, p: SubstringDedupParams, output: str, folder:
         docs = doc_ids_from_strings(table.column("id").to_pylist())
         alive = ~np.isin(docs, excluded)
         table, docs = table.filter(pa.array(alive)), docs[alive]
-        rows = window_rows(table.column("text"), docs, groups(table.column("source").to_pylist(), group_of), slot, p)
+        rows = window_rows(table.column("text"), docs, groups(table.column("source").to_pylist(), group_of), slot, p, partitions)
         write_partitions(out, f"{folder}/windows", rows, ids_hash(table))
         n += rows.num_rows
     return pa.table({"windows": [n]})

@@ -2,7 +2,7 @@
 only the rest. Not Ray-specific: names and bookkeeping only.
 
 The unit of work is a *part*: the records of one input that one batch took through every stage.
-A part is committed by its counts file `_parts/<part>.json`, written last, after its kept rows
+A part is committed by its counts file `_parts/<input>/<part>.json`, written last, after its kept rows
 (`_filtered/<part>.parquet`) and its removed rows (`removed/<stage>/<part>.parquet`, and the
 lines text-modifying stages removed, `removed_lines/<stage>/<part>.parquet`). An input is
 finished when `_inputs/<input>.json` (written once its reader reached the end) and committed
@@ -10,6 +10,14 @@ parts cover all its records. A re-run skips finished inputs, re-reads the others
 records of committed parts, and deletes what uncommitted parts left behind; the final pass
 (dedup, or compaction into shards) is always redone whole. `stats.json`, written last, marks a
 complete run.
+
+Manifests: a crawl has ~90k inputs and, at small part sizes, hundreds of parts each, too many
+small files for the driver to list and read (and again on every resume). So once an input is
+finished, Ray tasks fold its parts' counts files into one manifest, `_manifests/<input>.json`
+(its path, record count, each part's record ranges, and the parts' counts summed), and delete
+them (`fold_input`). The driver then reads one file per finished input, and only the unfinished
+inputs' parts. A manifest is written before its parts are deleted; parts an interrupted fold left
+beside their manifest are ignored.
 
 An input whose stream failed after its retries (the network, not the data) leaves
 `_failed/<input>.json`: the error, and the point to read on from (record ordinal and byte offset).
@@ -28,6 +36,7 @@ import xxhash
 
 from refinery.config import RunConfig
 from refinery.io.storage import Output
+from refinery.stats import fold_counts
 
 log = logging.getLogger(__name__)
 
@@ -37,6 +46,7 @@ FAILED_DIR = "_failed"
 FAILED_INPUTS = "_failed_inputs.json"
 NETWORK_FAILED = "read:network_failed"
 PARTS_DIR = "_parts"
+MANIFESTS_DIR = "_manifests"
 FILTERED_DIR = "_filtered"
 REMOVED_LINES_DIR = "removed_lines"  # with --write-removed: the lines text-modifying stages removed, per part
 STAGING_DIR = "_staging"
@@ -105,25 +115,90 @@ def open_run(out: Output, cfg: RunConfig, files: list[str], overwrite: bool) -> 
     return NEW
 
 
-def committed_records(out: Output) -> dict[str, list[list[int]]]:
-    """Per input name, the record ranges of its committed parts."""
+def stem(rel: str) -> str:
+    """`_parts/<input>/<part>.json` -> `<part>`: the name of what a file belongs to."""
+    return rel.rsplit("/", 1)[-1].split(".")[0]
+
+
+def folded(out: Output) -> set[str]:
+    """The inputs whose parts are folded into a manifest (one listing)."""
+    return {stem(rel) for rel in out.list_files(MANIFESTS_DIR, ".json")}
+
+
+def loose_part_files(out: Output, skip: set[str]) -> list[str]:
+    """The committed parts' counts files, but those of the inputs in `skip` (folded)."""
+    return [rel for rel in out.list_files(PARTS_DIR, ".json") if rel.split("/")[1] not in skip]
+
+
+def committed_records(out: Output, skip: set[str] | None = None) -> dict[str, list[list[int]]]:
+    """Per input name not folded (nor in `skip`, default: the folded ones), the record ranges of
+    its committed parts."""
     done: dict[str, list[list[int]]] = {}
-    for part in out.read_jsons(out.list_files(PARTS_DIR, ".json")):
+    for part in out.read_jsons(loose_part_files(out, folded(out) if skip is None else skip)):
         done.setdefault(part["input"], []).extend(part["ranges"])
     return done
 
 
+def committed_parts(out: Output) -> set[str]:
+    """The names of every committed part, folded or not."""
+    names = {stem(rel) for rel in out.list_files(PARTS_DIR, ".json")}
+    for manifest in out.iter_jsons(out.list_files(MANIFESTS_DIR, ".json")):
+        names.update(manifest["parts"])
+    return names
+
+
+def committed_counts(out: Output):
+    """The filter phase's counts, as (input name, counts): each folded input's summed counts and each loose part's, in name
+    order (an input's manifest, then its parts: what merge_counts adds them in), read a few at a time."""
+    manifests = out.list_files(MANIFESTS_DIR, ".json")
+    rels = sorted(manifests + loose_part_files(out, {stem(rel) for rel in manifests}), key=stem)
+    for record in out.iter_jsons(rels):
+        yield record["input"], record.get("counts", record)
+
+
+def inputs_to_fold(out: Output) -> list[str]:
+    """Inputs read to the end (their `_inputs/` marker) that have no manifest yet (two listings)."""
+    return sorted({stem(rel) for rel in out.list_files(INPUTS_DIR, ".json")} - folded(out))
+
+
+def fold_input(out: Output, name: str) -> bool:
+    """If the input is finished (its committed parts cover the records its marker counts), write
+    its manifest and delete its parts' counts files; the kept and removed rows stay where they
+    are. Returns whether it was folded. Runs in a worker, in parallel with other inputs'."""
+    marker = out.read_json_if_exists(f"{INPUTS_DIR}/{name}.json")
+    if marker is None:
+        return False
+    rels = out.list_files(f"{PARTS_DIR}/{name}", ".json")
+    parts = [out.read_json(rel) for rel in rels]
+    if sum(b - a for p in parts for a, b in p["ranges"]) != marker["records"]:
+        return False
+    out.write_json(f"{MANIFESTS_DIR}/{name}.json", {
+        "input": name, "path": marker["path"], "records": marker["records"],
+        "parts": {stem(rel): p["ranges"] for rel, p in zip(rels, parts)}, "counts": fold_counts(parts),
+    })
+    if rels:
+        out.delete_folder(f"{PARTS_DIR}/{name}")
+    return True
+
+
 def _unfinished(out: Output, files: list[str]):
-    """(name, path, committed ranges, failure marker or None) of each input not finished."""
-    done = committed_records(out)
-    failed = {rel.rsplit("/", 1)[-1].removesuffix(".json") for rel in out.list_files(FAILED_DIR, ".json")}
-    for i, path in enumerate(files):
-        name = input_name(i, path)
+    """(name, path, committed ranges, failure marker or None) of each input not finished. Listings
+    and the files of unfinished inputs only: no request per finished input."""
+    done_inputs = folded(out)
+    done = committed_records(out, done_inputs)
+    failed = {stem(rel) for rel in out.list_files(FAILED_DIR, ".json")}
+    read_through = {stem(rel) for rel in out.list_files(INPUTS_DIR, ".json")} - done_inputs
+    names = [input_name(i, path) for i, path in enumerate(files)]
+    markers = dict(zip(sorted(read_through), out.read_jsons([f"{INPUTS_DIR}/{n}.json" for n in sorted(read_through)])))
+    failures = dict(zip(sorted(failed), out.read_jsons([f"{FAILED_DIR}/{n}.json" for n in sorted(failed)])))
+    for name, path in zip(names, files):
+        if name in done_inputs:
+            continue
         ranges = sorted(done.get(name, []))
-        marker = out.read_json_if_exists(f"{INPUTS_DIR}/{name}.json")
+        marker = markers.get(name)
         if marker is not None and sum(b - a for a, b in ranges) == marker["records"]:
             continue
-        yield name, path, ranges, out.read_json(f"{FAILED_DIR}/{name}.json") if name in failed else None
+        yield name, path, ranges, failures.get(name)
 
 
 def _covers(ranges: list[list[int]], end: int) -> bool:
@@ -170,12 +245,10 @@ def accepted_failures(out: Output) -> list[dict]:
 def discard_unfinished(out: Output, dedup_stages: list[str]) -> None:
     """Before a resumed run: delete the final pass's output and the files of parts that were
     never committed, so nothing is counted or kept twice."""
-    for rel in FINAL_PASS + tuple(f"removed/{s}" for s in dedup_stages):
-        out.delete(rel)
-    committed = {rel.rsplit("/", 1)[-1].removesuffix(".json") for rel in out.list_files(PARTS_DIR, ".json")}
-    orphans = [rel for rel in out.list_files(FILTERED_DIR) + out.list_files("removed") + out.list_files(REMOVED_LINES_DIR) if rel.rsplit("/", 1)[-1].split(".")[0] not in committed]
+    Output.each(out.delete, list(FINAL_PASS) + [f"removed/{s}" for s in dedup_stages])
+    committed = committed_parts(out)
+    orphans = [rel for rel in out.list_files(FILTERED_DIR) + out.list_files("removed") + out.list_files(REMOVED_LINES_DIR) if stem(rel) not in committed]
     orphans += [rel for rel in out.list_files("") if ".tmp-" in rel.rsplit("/", 1)[-1]]  # local writes cut short
-    for rel in orphans:
-        out.delete(rel)
+    out.delete_files(orphans)
     if orphans:
         log.warning("resuming: deleted %d files of batches that did not finish", len(orphans))

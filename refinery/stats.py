@@ -22,7 +22,7 @@ into the run's funnel (RefinedWeb figure 2), `stats.json` and the printed table.
     (its own figure2_percent is null): `extract` compares with 96.31, `language` with 47.51.
 - `kept` ({docs, words, chars}), `languages` (documents by identified language), `errors`
   (unreadable records: source, offset, reason). The pipeline adds `dedup` (per dedup stage: its
-  scope, removed, and per scope group `groups` {docs_in, removed}; MinHash, exact and URL dedup
+  scope, its shuffle's `partitions` and `partitions_asked` (N or auto), removed, and per scope group `groups` {docs_in, removed}; MinHash, exact and URL dedup
   add cluster sizes, substring dedup tokens_struck, words_struck, chars_struck,
   documents_touched, windows, candidate_windows, rejected_candidates), `inputs`, `failed_inputs`
   (inputs finished with --accept-failed-inputs: path, error, and where reading stopped; the rest
@@ -184,6 +184,7 @@ def merge_counts(parts: list[dict]) -> dict:
         _add_into(total["words_hist"], part.get("words_hist", {}))  # parts of runs before schema 3 have none
         _add_into(total["score_hist"], part.get("score_hist", {}))
         total["kept_domains"].add(part.get("kept_domains", {}))
+        total["kept_domains"].error += part.get("kept_domains_error", 0)  # a folded input's own summary's
         total["records"] += part["records"]
         total["record_types"].update(part["record_types"])
         total["languages"].update(part["languages"])
@@ -198,6 +199,22 @@ def merge_counts(parts: list[dict]) -> dict:
             s[0] += w
             s[1] += c
     return total
+
+
+def fold_counts(parts: list[dict]) -> dict:
+    """Parts' counts summed into one record of the same form (an input's manifest,
+    refinery.resume), its kept domains summarized as merge_counts does (`kept_domains_error`: how
+    far under the truth a listed count may be), so a manifest stays small however many parts and
+    domains the input has."""
+    total = merge_counts(parts)
+    domains = total["kept_domains"]
+    domains.prune()
+    return {
+        "records": total["records"], "record_types": dict(total["record_types"]), "outcomes": dict(total["outcomes"]),
+        "struck": dict(total["struck"]), "languages": dict(total["languages"]), "errors": total["errors"],
+        "words_hist": total["words_hist"], "score_hist": total["score_hist"],
+        "kept_domains": dict(domains.counts), "kept_domains_error": domains.error,
+    }
 
 
 def _percent(part: float, whole: float) -> float:

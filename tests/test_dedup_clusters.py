@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from refinery.dedup.clusters import (
-    band_partition,
+    band_hash,
     bucket_edges,
     cluster_size_histogram,
     connected_components,
@@ -18,6 +18,7 @@ from refinery.dedup.clusters import (
     explode_bands,
     unique_edges,
 )
+from refinery.dedup.scope import Partitions
 from refinery.dedup.minhash import MinHashParams, lsh_band_keys, minhash_signatures, shingle_bytes
 
 DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
@@ -106,6 +107,11 @@ def test_planted_near_duplicates_found_and_dissimilar_pairs_never(planted):
     assert [pair for pair in low if pair in candidates] == []
     # No candidate at all, planted or between different pages, is under Jaccard 0.5.
     assert min(jaccard(sets[a], sets[b]) for a, b in candidates) >= 0.5
+
+
+def band_partition(bands: np.ndarray, keys: np.ndarray, partitions: int) -> np.ndarray:
+    """Where the pipeline sends band rows of one scope group among `partitions` shared partitions."""
+    return Partitions.shared(partitions).of(np.zeros(len(bands), np.int64), band_hash(bands, keys))
 
 
 def clusters_via_partitions(doc_ids, band_keys, partitions: int, rng) -> set[int]:

@@ -12,7 +12,6 @@ import pyarrow.parquet as pq
 import pytest
 import torch
 
-from refinery.model import data as model_data
 from refinery.model.cli import main as model_cli_main
 from refinery.model.data import PackedBatches, detokenize_wikitext, read_eval_documents, resolve_paths
 from refinery.model.evaluate import bits_per_byte, drop_training_overlap, score_documents
@@ -109,9 +108,40 @@ def test_resolve_paths_accepts_dir_glob_and_file(shards):
         resolve_paths([str(shards["wiki"] / "nothing-*.parquet")])
 
 
-def test_packing_is_seeded_and_resumes_mid_shard(shards, monkeypatch):
-    monkeypatch.setattr(model_data, "DOCS_PER_RECORD_BATCH", 2)  # so resuming skips record batches
-    monkeypatch.setattr(model_data, "SHUFFLE_BUFFER_TOKENS", 16 * 64)
+def _lettered_shards(root: Path, shards: int = 3, docs_per_letter: int = 300) -> dict[int, int]:
+    """`shards` Parquet files, each two runs of documents written in one letter (a run per
+    letter, so the first half of a file is one letter and the second half another); returns
+    each letter's byte count. A sequence's letters say where in the arm it was drawn from."""
+    counts = {}
+    for shard in range(shards):
+        texts = []
+        for letter in "ab":
+            byte = ord(letter) + 2 * shard
+            texts += [chr(byte) * (60 + i % 80) for i in range(docs_per_letter)]
+            counts[byte] = sum(60 + i % 80 for i in range(docs_per_letter))
+        pq.write_table(pa.table({"text": texts}), root / f"part-{shard}.parquet", row_group_size=128)
+    return counts
+
+
+def test_a_fraction_of_an_epoch_samples_the_whole_arm_evenly(tmp_path):
+    counts = _lettered_shards(tmp_path)
+    loader = PackedBatches(resolve_paths([tmp_path]), ByteTokenizer(), seq_len=64, batch_size=4, seed=0)
+    total = sum(counts.values())
+    drawn = np.concatenate([loader.next_batch()[1].numpy().ravel() for _ in range(loader.sequences_per_epoch // 40)])
+    assert loader.epoch == 0  # a tenth of an epoch
+    for byte, count in counts.items():  # every shard, both halves of each, near their share
+        share = np.count_nonzero(drawn == byte) / len(drawn)
+        assert 0.7 < share / (count / total) < 1.3, (chr(byte), share, count / total)
+
+    # the rest of the epoch: every sequence once, so every byte of the arm once but the epoch's last < 64 tokens
+    while loader.epoch == 0:
+        drawn = np.concatenate([drawn, loader.next_batch()[1].numpy().ravel()])
+    epoch = drawn[: loader.sequences_per_epoch * 64]
+    for byte, count in counts.items():
+        assert count - 64 <= np.count_nonzero(epoch == byte) <= count
+
+
+def test_packing_is_seeded_and_resumes_mid_epoch(shards):
     paths = resolve_paths([shards["wiki"]])
     tokenizer = ByteTokenizer()
 
@@ -119,20 +149,26 @@ def test_packing_is_seeded_and_resumes_mid_shard(shards, monkeypatch):
         return PackedBatches(paths, tokenizer, seq_len=64, batch_size=4, seed=seed)
 
     first, same, other = loader(1), loader(1), loader(2)
-    batches = [first.next_batch() for _ in range(60)]
+    steps = first.sequences_per_epoch // 4 + 20  # into the second epoch
+    batches = [first.next_batch() for _ in range(steps)]
+    assert first.epoch == 1
     for inputs, targets in batches[:3]:
         assert inputs.shape == targets.shape == (4, 64)
         assert torch.equal(inputs[:, 1:], targets[:, :-1])
-    assert all(torch.equal(a[0], b[0]) for a, b in zip(batches, (same.next_batch() for _ in range(60))))
+    assert all(torch.equal(a[0], b[0]) for a, b in zip(batches, (same.next_batch() for _ in range(steps))))
     assert not torch.equal(torch.cat([b[0] for b in batches[:20]]), torch.cat([other.next_batch()[0] for _ in range(20)]))
+    # the second epoch is another order
+    assert not torch.equal(torch.cat([b[0] for b in batches[:10]]), torch.cat([b[0] for b in batches[-10:]]))
 
-    interrupted = loader(1)
-    for _ in range(30):
-        interrupted.next_batch()
-    resumed = loader(1)
-    resumed.load_state_dict(interrupted.state_dict())
-    assert resumed.record_batch > 0
-    assert all(torch.equal(batches[i][0], resumed.next_batch()[0]) for i in range(30, 60))
+    for stop in (30, steps - 10):  # within the first epoch, and within the second
+        interrupted = loader(1)
+        for _ in range(stop):
+            interrupted.next_batch()
+        resumed = loader(1)
+        resumed.load_state_dict(interrupted.state_dict())
+        assert all(torch.equal(batches[i][0], resumed.next_batch()[0]) for i in range(stop, steps))
+    with pytest.raises(ValueError, match="documents"):
+        PackedBatches(resolve_paths([shards["articles"]]), tokenizer, 64, 4, 1).load_state_dict(first.state_dict())
 
 
 def test_model_sizes_are_named_by_their_parameter_count():
@@ -168,8 +204,7 @@ def test_tiny_model_loss_falls_on_real_text(shards):
     assert np.mean(losses[-5:]) < losses[0] - 1.5
 
 
-def test_resume_continues_the_same_loss_curve(shards, tmp_path, monkeypatch):
-    monkeypatch.setattr(model_data, "DOCS_PER_RECORD_BATCH", 16)
+def test_resume_continues_the_same_loss_curve(shards, tmp_path):
     config = TrainConfig(size="tiny", tokens=12 * 2 * 4 * 64, seq_len=64, batch_size=4, grad_accum=2, seed=3)
     shards_ = [shards["wiki"], shards["articles"]]
     quiet = lambda line: None  # noqa: E731

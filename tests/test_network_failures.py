@@ -28,6 +28,8 @@ from test_sources import LOOPBACK_ENV, serve, small_config
 from warc_builders import split_warc
 
 from refinery.io.sources import NetworkError, RetryParams, open_input
+from refinery.io.storage import Output
+from refinery.resume import committed_counts
 from refinery.io.warc import ReadInterrupted, ReadParams, read_warc
 from refinery.stats import merge_counts
 
@@ -419,11 +421,11 @@ def test_an_outage_past_the_retries_stops_the_run_with_exit_3_naming_the_inputs(
 
 
 def per_input_counts(out: Path) -> dict:
-    """What happened to the records of each input (by input name): its committed parts' counts summed."""
+    """What happened to the records of each input (by input name): its committed counts summed
+    (its manifest's, and any parts not folded into one)."""
     parts: dict = {}
-    for f in sorted((out / "_parts").glob("*.json")):
-        part = json.loads(f.read_text())
-        parts.setdefault(part["input"], []).append(part)
+    for name, counts in committed_counts(Output(str(out))):
+        parts.setdefault(name, []).append(counts)
     return {name: {k: v for k, v in merge_counts(p).items() if k != "errors"} for name, p in parts.items()}
 
 

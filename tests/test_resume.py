@@ -138,13 +138,17 @@ def test_finished_run_is_not_redone_and_a_changed_config_is_refused(setup, tmp_p
 
 
 def test_parts_hold_at_most_commit_rows_records_and_cover_every_record(setup):
+    """Each finished input's parts are folded into its manifest, which lists them."""
     _, reference = setup
+    assert not files(reference, "_parts", ".json")
     covered = {}
-    for part in files(reference, "_parts", ".json"):
-        info = json.loads(part.read_text())
-        records = [r for a, b in info["ranges"] for r in range(a, b)]
-        assert 0 < len(records) <= 64  # the config's commit_rows
-        covered.setdefault(info["input"], []).extend(records)
+    for manifest in files(reference, "_manifests", ".json"):
+        info = json.loads(manifest.read_text())
+        assert len(info["parts"]) >= 2 and info["records"] == RECORDS // 2
+        for ranges in info["parts"].values():
+            records = [r for a, b in ranges for r in range(a, b)]
+            assert 0 < len(records) <= 64  # the config's commit_rows
+            covered.setdefault(info["input"], []).extend(records)
     assert sorted(map(sorted, covered.values())) == [list(range(RECORDS // 2))] * 2
 
 

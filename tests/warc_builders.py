@@ -103,9 +103,8 @@ def count_records(path: Path) -> int:
 
 
 
-def split_warc(src: Path, folder: Path, n_records: int, n_files: int) -> list[Path]:
-    """The first n_records records of a gzipped WARC, byte for byte, dealt into n_files files
-    in runs of consecutive records (each record is its own gzip member, so this is just bytes)."""
+def raw_records(src: Path, n_records: int | None = None) -> list[bytes]:
+    """The first n_records (default: all) records of a gzipped WARC, each its own gzip member's bytes."""
     spans = []
     with open(src, "rb") as f:
         it = ArchiveIterator(f)
@@ -115,11 +114,18 @@ def split_warc(src: Path, folder: Path, n_records: int, n_files: int) -> list[Pa
             if len(spans) == n_records:
                 break
     data = src.read_bytes()
+    return [data[o : o + n] for o, n in spans]
+
+
+def split_warc(src: Path, folder: Path, n_records: int, n_files: int) -> list[Path]:
+    """The first n_records records of a gzipped WARC, byte for byte, dealt into n_files files
+    in runs of consecutive records (each record is its own gzip member, so this is just bytes)."""
+    records = raw_records(src, n_records)
     folder.mkdir(parents=True, exist_ok=True)
-    per_file = -(-len(spans) // n_files)
+    per_file = -(-len(records) // n_files)
     paths = []
     for i in range(n_files):
         path = folder / f"{src.name.split('.')[0]}-{i}.warc.gz"
-        path.write_bytes(b"".join(data[o : o + n] for o, n in spans[i * per_file : (i + 1) * per_file]))
+        path.write_bytes(b"".join(records[i * per_file : (i + 1) * per_file]))
         paths.append(path)
     return paths

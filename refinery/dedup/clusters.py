@@ -45,10 +45,11 @@ def explode_bands(doc_ids: np.ndarray, band_keys: np.ndarray) -> tuple[np.ndarra
     return np.repeat(doc_ids, bands), band_index, band_keys.ravel()
 
 
-def band_partition(band_index: np.ndarray, key: np.ndarray, partitions: int) -> np.ndarray:
-    """Shuffle partition of each (band, key) row: equal buckets always share a partition."""
+def band_hash(band_index: np.ndarray, key: np.ndarray) -> np.ndarray:
+    """A uint64 hash of each (band, key) row, which places it in a shuffle partition."""
     salted = key.astype(np.uint64) ^ (band_index.astype(np.uint64) * _BAND_SALT)
-    return (fmix(salted, 64) % np.uint64(partitions)).astype(np.int64)
+    return fmix(salted, 64)
+
 
 
 def unique_edges(edges: np.ndarray) -> np.ndarray:

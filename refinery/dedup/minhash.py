@@ -27,7 +27,7 @@ import xxhash
 from pydantic import Field
 
 from refinery.dedup import _kernels
-from refinery.dedup.scope import Scope
+from refinery.dedup.scope import PartitionCount, Scope
 from refinery.params import Params
 
 if TYPE_CHECKING:
@@ -59,7 +59,7 @@ class MinHashParams(Params):
     seed: int = Field(1, ge=0, lt=2**32, description="seeds the permutations, as in datasketch")
     hash_bits: Literal[32, 64] = Field(32, description="datasketch scheme affine32 / affine64")
     device: Literal["cpu", "cuda", "auto"] = "cpu"
-    partitions: int = Field(64, ge=1, description="shuffle partitions of the band rows")
+    partitions: PartitionCount = Field("auto", description="shuffle partitions of the band rows: N, or auto (~1 GiB each, per scope group)")
     scope: Scope = Field("run", description="run, crawl or {parts: N | auto} (refinery.dedup.scope)")
 
     @property

@@ -20,7 +20,7 @@ import pyarrow as pa
 from pydantic import Field
 
 from refinery.dedup.clusters import (
-    band_partition,
+    band_hash,
     bucket_edges,
     cluster_size_histogram,
     connected_components,
@@ -29,7 +29,7 @@ from refinery.dedup.clusters import (
 )
 from refinery.dedup.exact import exact_text_keys, url_keys
 from refinery.dedup.minhash import MinHashParams, lsh_band_keys, minhash_signatures
-from refinery.dedup.scope import Scope, epoch_seconds, groups, parts_of_run
+from refinery.dedup.scope import PartitionCount, Partitions, Scope, epoch_seconds, groups, parts_of_run, shuffle_partitions
 from refinery.dedup.substring import REASON_SHORT, SubstringDedupParams
 from refinery.params import Params
 
@@ -38,7 +38,7 @@ class ExactDedupParams(Params):
     """Identical normalized text (MinHash's normalization): one document kept, the smallest id."""
 
     stage: Literal["exact_dedup"] = "exact_dedup"
-    partitions: int = Field(16, ge=1)
+    partitions: PartitionCount = "auto"
     scope: Scope = "run"
 
 
@@ -50,7 +50,7 @@ class UrlDedupParams(Params):
 
     stage: Literal["url_dedup"] = "url_dedup"
     keep: Literal["first", "latest"] = "first"
-    partitions: int = Field(16, ge=1)
+    partitions: PartitionCount = "auto"
     scope: Scope = "run"
 
 
@@ -61,6 +61,8 @@ REASONS = {
 }
 _DATE_BITS = 36  # epoch seconds up to the year 4147
 BUCKET_SCHEMA = pa.schema([("part", pa.int64()), ("doc", pa.int64()), ("band", pa.int64()), ("key", pa.uint64()), ("rank", pa.int64())])
+BUCKET_ROW_BYTES = 8 * len(BUCKET_SCHEMA)  # the shuffle writes them without `part`, but reads them back with a copy or two
+WINDOW_ROW_BYTES = 32  # substring dedup's WINDOW_SCHEMA: one row per word (window), int32/int64 columns
 EDGE_SCHEMA = pa.schema([("doc", pa.int64()), ("kept", pa.int64())])
 
 
@@ -75,31 +77,49 @@ def url_rank(dates: list[str | None], keep: str, order: np.ndarray | None = None
     return ((np.zeros(len(dates), np.int64) if order is None else order.astype(np.int64)) << _DATE_BITS) | date
 
 
+def shuffle_row_bytes(p: DedupParams, docs: np.ndarray, words: np.ndarray) -> np.ndarray:
+    """The bytes of shuffle rows a stage emits for scope groups of `docs` documents and `words`
+    words (what `partitions: auto` sizes from): MinHash a row per band, exact and URL dedup one
+    per document, substring dedup one per word."""
+    if isinstance(p, SubstringDedupParams):
+        return np.asarray(words, np.float64) * WINDOW_ROW_BYTES
+    return np.asarray(docs, np.float64) * BUCKET_ROW_BYTES * (p.bands if isinstance(p, MinHashParams) else 1)
+
+
+def stage_partitions(p: DedupParams, docs: np.ndarray, words: np.ndarray) -> Partitions:
+    """A stage's shuffle partitions for scope groups of `docs` documents and `words` words."""
+    return shuffle_partitions(p.partitions, shuffle_row_bytes(p, docs, words))
+
+
 def bucket_rows(batch: pa.Table, p: DedupParams, excluded: np.ndarray, group_of: dict[str, int] | None = None,
-                order_of: dict[str, int] | None = None) -> pa.Table:
+                order_of: dict[str, int] | None = None, partitions: Partitions | None = None) -> pa.Table:
     """One row per (document, bucket) for the documents of `batch` not already `excluded`
     by an earlier dedup stage, with the shuffle partition of its bucket. `group_of` gives the
     scope group of each input file (`source`; default: one group); `order_of` the rank of each
-    input file for URL dedup's `keep: first` (part, then crawl)."""
+    input file for URL dedup's `keep: first` (part, then crawl); `partitions` where each group's
+    rows go (default: an integer `p.partitions` shared, or one)."""
     docs = doc_ids_from_strings(batch.column("id").to_pylist())
     alive = ~np.isin(docs, excluded)
     batch, docs = batch.filter(pa.array(alive)), docs[alive]
     sources = batch.column("source").to_pylist() if "source" in batch.column_names else [""] * len(docs)
     group = groups(sources, group_of or {}).astype(np.int64)
+    if partitions is None:
+        partitions = Partitions.shared(p.partitions if p.partitions != "auto" else 1, int(group.max(initial=0)) + 1)
     if isinstance(p, MinHashParams):
         keys = lsh_band_keys(minhash_signatures(batch.column("text"), p), p.bands, p.rows)
         doc, band, key = explode_bands(docs, keys)
-        band = band + np.repeat(group, p.bands) * p.bands
+        row_group = np.repeat(group, p.bands)
+        band = band + row_group * p.bands
         rank = doc
     else:
-        band = group
+        band = row_group = group
         if isinstance(p, ExactDedupParams):
             key, rank = exact_text_keys(batch.column("text")), docs
         else:
             order = groups(sources, order_of or {})
             key, rank = url_keys(batch.column("url").to_pylist()), url_rank(batch.column("date").to_pylist(), p.keep, order)
         doc = docs
-    part = band_partition(band, key, p.partitions)
+    part = partitions.of(row_group, band_hash(band, key))
     return pa.table([part, doc, band, key, rank], schema=BUCKET_SCHEMA)
 
 

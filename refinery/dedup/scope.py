@@ -18,6 +18,14 @@ scope of every stage once (O(inputs)) and the workers look documents up by their
 
 One split into parts per run: every stage scoped by parts uses the same N (checked with the
 config), and URL dedup ranks copies by that part index (`url_rank`).
+
+Shuffle partitions (a stage's `partitions`, distinct from `parts`: they split the work of one
+stage's shuffle, not where duplicates are looked for): `auto`, the default, gives each scope group
+its own partitions, as many as its documents' shuffle rows need for about TARGET_SHUFFLE_BYTES (1
+GiB) each (`shuffle_partitions`): a reduce task holds one partition at a time, so its memory is
+bounded however large the crawl, and a small group is not spread thin. MinHash's rows are ~18 KB
+a document at 450 bands, so ~58k documents a partition; a crawl of 1B documents left after the
+filters gets ~17k partitions. An integer N is the same N partitions shared by every group.
 """
 from __future__ import annotations
 
@@ -25,8 +33,9 @@ import logging
 import math
 import re
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from datetime import datetime
-from typing import Literal, Union
+from typing import Annotated, Literal, Union
 
 import numpy as np
 import xxhash
@@ -38,6 +47,7 @@ log = logging.getLogger(__name__)
 
 NO_CRAWL = "no-crawl-id"
 AUTO_PART_WORDS = 75_000_000_000
+TARGET_SHUFFLE_BYTES = 1 << 30  # shuffle rows per partition with `partitions: auto`
 _CC_MAIN = re.compile(r"CC-MAIN-\d{4}-\d{2}(?![0-9])")
 _PEEK_RECORDS = 4  # a crawl's warcinfo record comes first; a few records is enough to give up
 
@@ -53,6 +63,40 @@ class PartsScope(Params):
 
 
 Scope = Union[Literal["run", "crawl"], PartsScope]
+# a stage's shuffle partitions: N, or `auto` (see the module doc)
+PartitionCount = Union[Annotated[int, Field(ge=1)], Literal["auto"]]
+
+
+@dataclass(frozen=True)
+class Partitions:
+    """Where a dedup stage's shuffle rows go: a row of scope group g to one of the `counts[g]`
+    partitions from `offsets[g]`, by its hash. Small (O(groups)), sent to every worker."""
+
+    offsets: np.ndarray
+    counts: np.ndarray
+
+    @classmethod
+    def shared(cls, n: int, groups: int = 1) -> "Partitions":
+        """N partitions that every group shares (an integer `partitions`)."""
+        return cls(np.zeros(groups, np.int64), np.full(groups, n, np.int64))
+
+    @property
+    def total(self) -> int:
+        return int((self.offsets + self.counts).max())
+
+    def of(self, group: np.ndarray, h: np.ndarray) -> np.ndarray:
+        """The partition of each row, from its group and its uint64 hash."""
+        group = np.asarray(group, dtype=np.int64)
+        return self.offsets[group] + (h.astype(np.uint64) % self.counts[group].astype(np.uint64)).astype(np.int64)
+
+
+def shuffle_partitions(asked: Union[int, str], row_bytes: np.ndarray) -> Partitions:
+    """A stage's partitions, from `asked` (N or auto) and the bytes of shuffle rows each scope
+    group is expected to emit (`auto`: one partition per TARGET_SHUFFLE_BYTES of a group's, at least one)."""
+    if asked != "auto":
+        return Partitions.shared(int(asked), len(row_bytes))
+    counts = np.maximum(1, np.ceil(np.asarray(row_bytes, dtype=np.float64) / TARGET_SHUFFLE_BYTES)).astype(np.int64)
+    return Partitions(np.cumsum(counts) - counts, counts)
 
 
 def crawl_from_path(path: str) -> str | None:

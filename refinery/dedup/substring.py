@@ -51,7 +51,7 @@ from pydantic import Field
 from refinery.dedup._kernels import fmix64, xxh64
 from refinery.dedup.minhash import as_string_array, utf8_buffers
 from refinery.dedup.clusters import doc_ids_from_strings
-from refinery.dedup.scope import Scope, groups
+from refinery.dedup.scope import PartitionCount, Partitions, Scope, groups
 from refinery.params import Params
 
 REASON_SHORT = "substring_dedup:too_few_words"  # the document is removed
@@ -67,7 +67,7 @@ class SubstringDedupParams(Params):
     )
     keep: Literal["none", "first"] = Field("none", description="none: strike every copy (Lee et al.); first: keep the copy in the smallest doc id")
     min_words: int = Field(50, ge=0, description="a document left with fewer words is removed (Gopher's minimum)")
-    partitions: int = Field(64, ge=1, description="shuffle partitions of the window rows (one row per token)")
+    partitions: PartitionCount = Field("auto", description="shuffle partitions of the window rows (one per token): N, or auto (~1 GiB each, per scope group)")
     scope: Scope = "run"
 
 
@@ -266,10 +266,14 @@ def window_hashes(texts: pa.Array, min_tokens: int) -> tuple[np.ndarray, np.ndar
     return _window_hashes(*token_hashes(texts), min_tokens)
 
 
-def window_rows(texts: pa.Array, docs: np.ndarray, groups: np.ndarray, slot: int, p: SubstringDedupParams) -> pa.Table:
-    """The map side: one row per window (WINDOW_SCHEMA), with the shuffle partition of its hash."""
+def window_rows(texts: pa.Array, docs: np.ndarray, groups: np.ndarray, slot: int, p: SubstringDedupParams,
+                partitions: Partitions | None = None) -> pa.Table:
+    """The map side: one row per window (WINDOW_SCHEMA), with the shuffle partition of its hash
+    within its scope group (`partitions`; default: an integer `p.partitions`, or one)."""
     hashes, row, pos = window_hashes(texts, p.min_tokens)
-    part = (hashes % np.uint64(p.partitions)).astype(np.int32)
+    if partitions is None:
+        partitions = Partitions.shared(p.partitions if p.partitions != "auto" else 1, int(groups.max(initial=0)) + 1)
+    part = partitions.of(groups[row], hashes).astype(np.int32)
     slots = np.full(len(hashes), slot, dtype=np.int32)
     return pa.table([part, groups[row], hashes, docs[row], pos, slots], schema=WINDOW_SCHEMA)
 

@@ -4,7 +4,12 @@ filesystems, so the same code writes shards and stats on a laptop and on a clust
 S3-compatible stores (MinIO, Ceph, R2, ...): set `AWS_ENDPOINT_URL` (or `AWS_ENDPOINT_URL_S3`, or
 `REFINERY_S3_ENDPOINT`, which wins) to e.g. `http://minio:9000`; credentials come from the usual AWS
 chain (`AWS_ACCESS_KEY_ID` / `AWS_SECRET_ACCESS_KEY`, ~/.aws, an instance role). A URI may also carry
-pyarrow's own options, e.g. `s3://bucket/out?endpoint_override=minio:9000&scheme=http`."""
+pyarrow's own options, e.g. `s3://bucket/out?endpoint_override=minio:9000&scheme=http`.
+
+Requests on object storage cost time and money at a crawl's millions of files, so a file is one
+request where that is safe: no directory markers (S3 has no folders), a single PUT for a file
+smaller than a multipart chunk (`allow_delayed_open`), and many files are deleted, moved or read
+by a bounded pool of threads rather than one after the other."""
 from __future__ import annotations
 
 import json
@@ -18,6 +23,8 @@ import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
 
+# threads of one process that move, delete or read many files at once (each file: a request or two)
+IO_THREADS = 32
 S3_ENDPOINT_VARS = ("REFINERY_S3_ENDPOINT", "AWS_ENDPOINT_URL_S3", "AWS_ENDPOINT_URL")
 
 
@@ -48,8 +55,11 @@ def filesystem(uri: str) -> tuple[pafs.FileSystem, str]:
     if scheme.lower() == "s3" and endpoint and not query:
         parts = urlsplit(endpoint if "://" in endpoint else f"https://{endpoint}")
         region = os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION") or "us-east-1"
-        fs = pafs.S3FileSystem(endpoint_override=parts.netloc, scheme=parts.scheme, region=region, connect_timeout=10)
+        fs = pafs.S3FileSystem(endpoint_override=parts.netloc, scheme=parts.scheme, region=region, connect_timeout=10,
+                               allow_delayed_open=True)
         return fs, rest.rstrip("/")
+    if scheme.lower() == "s3" and "allow_delayed_open" not in query:  # a small file is one PUT, not a multipart upload
+        uri = f"{base}?{query}{'&' if query else ''}allow_delayed_open=true"
     return pafs.FileSystem.from_uri(uri)
 
 
@@ -77,9 +87,15 @@ class Output:
         if self.fs.get_file_info(self.root).type != pafs.FileType.NotFound:
             self.fs.delete_dir_contents(self.root, missing_dir_ok=True)
 
+    def _make_parent(self, path: str) -> None:
+        """Locally, the folder a file goes in; on object storage nothing (a marker per level would
+        cost a request each, and S3 needs none)."""
+        if self.local:
+            self.fs.create_dir(path.rsplit("/", 1)[0], recursive=True)
+
     def _write(self, rel: str, write) -> None:
         final = self.path(rel)
-        self.fs.create_dir(final.rsplit("/", 1)[0], recursive=True)
+        self._make_parent(final)
         target = f"{final}.tmp-{os.getpid()}" if self.local else final
         write(target)
         if self.local:
@@ -100,14 +116,31 @@ class Output:
     def write_parquet(self, rel: str, table: pa.Table) -> None:
         self._write(rel, lambda target: pq.write_table(table, target, filesystem=self.fs, compression="zstd"))
 
+    def read_parquet(self, rel: str, columns: list[str] | None = None) -> pa.Table:
+        """One open (on S3 a HEAD, then ranged GETs), without the extra look-ups of pyarrow's dataset discovery."""
+        with self.fs.open_input_file(self.path(rel)) as f:
+            return pq.read_table(f, columns=columns)
+
     def read_json(self, rel: str):
         with self.fs.open_input_stream(self.path(rel)) as f:
             return json.loads(f.read())
 
     def read_jsons(self, rels: list[str]) -> list:
-        """Many small JSON files (per-batch counts), fetched in parallel: on object storage each is a request."""
-        with ThreadPoolExecutor(max_workers=32) as pool:
-            return list(pool.map(self.read_json, rels))
+        """Many small JSON files, fetched in parallel: on object storage each is a request."""
+        return self.each(self.read_json, rels)
+
+    def iter_jsons(self, rels: list[str]):
+        """read_jsons, a few pools' worth at a time: for summing files too many to hold at once."""
+        for i in range(0, len(rels), 4 * IO_THREADS):
+            yield from self.read_jsons(rels[i : i + 4 * IO_THREADS])
+
+    @staticmethod
+    def each(fn, items: list) -> list:
+        """fn of every item, on IO_THREADS threads (storage calls wait on the network, not the CPU), in order."""
+        if len(items) <= 1:
+            return [fn(x) for x in items]
+        with ThreadPoolExecutor(max_workers=min(IO_THREADS, len(items))) as pool:
+            return list(pool.map(fn, items))
 
     def read_json_if_exists(self, rel: str):
         try:
@@ -119,24 +152,43 @@ class Output:
         return self.fs.get_file_info(self.path(rel)).type != pafs.FileType.NotFound
 
     def delete(self, rel: str) -> None:
-        """Remove a file or a folder; nothing there is fine."""
+        """Remove a file or a folder; nothing there is fine. A local folder's files go in
+        parallel; on S3 a folder is listed and deleted 1,000 keys a request."""
         info = self.fs.get_file_info(self.path(rel))
         if info.type == pafs.FileType.Directory:
-            self.fs.delete_dir(self.path(rel))
+            self.delete_folder(rel)
         elif info.type != pafs.FileType.NotFound:
             self.fs.delete_file(self.path(rel))
+
+    def delete_folder(self, rel: str) -> None:
+        """Remove a folder known to be there (no look-up first)."""
+        if self.local:
+            self.delete_files(self.list_files(rel))
+        self.fs.delete_dir(self.path(rel))
+
+    def delete_files(self, rels: list[str]) -> None:
+        """Remove these files (found by a listing), in parallel; one already gone is fine."""
+
+        def delete(rel: str) -> None:
+            try:
+                self.fs.delete_file(self.path(rel))
+            except FileNotFoundError:
+                pass
+
+        self.each(delete, rels)
 
     def move(self, src: str, dst: str) -> None:
         """A whole file to a new name (a rename locally; a server-side copy then a delete on S3,
         so the new name never shows a partial file)."""
-        self.fs.create_dir(self.path(dst).rsplit("/", 1)[0], recursive=True)
+        self._make_parent(self.path(dst))
         self.fs.move(self.path(src), self.path(dst))
+
+    def move_files(self, pairs: list[tuple[str, str]]) -> None:
+        """Many moves (src, dst), in parallel."""
+        self.each(lambda pair: self.move(*pair), pairs)
 
     def list_files(self, rel: str, suffix: str = "") -> list[str]:
         """Relative paths of the files under `rel` ending in `suffix`, sorted."""
-        base = self.path(rel)
-        if self.fs.get_file_info(base).type == pafs.FileType.NotFound:
-            return []
-        infos = self.fs.get_file_info(pafs.FileSelector(base, recursive=True))
+        infos = self.fs.get_file_info(pafs.FileSelector(self.path(rel), recursive=True, allow_not_found=True))
         root = self.root.rstrip("/") + "/"
         return sorted(i.path.removeprefix(root) for i in infos if i.is_file and i.path.endswith(suffix))
