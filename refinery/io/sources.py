@@ -32,6 +32,7 @@ import time
 import urllib.error
 import urllib.request
 import zlib
+from abc import abstractmethod
 from typing import BinaryIO
 
 import pyarrow.fs as pafs
@@ -265,11 +266,13 @@ class RetryingStream(io.RawIOBase):
         self.name, self.retry, self.pos = name, retry, start
         self.failed: NetworkError | None = None
 
+    @abstractmethod
     def _fetch(self, buffer) -> int:
-        raise NotImplementedError
+        """Read into `buffer` from self.pos; the bytes read."""
 
+    @abstractmethod
     def _transient(self, e: Exception) -> bool:
-        raise NotImplementedError
+        """Whether `e` may pass (a dropped connection, a timeout, 429/5xx), so the fetch is retried."""
 
     def _reset(self) -> None:
         """Forget the connection after a failure; the next fetch opens one at self.pos."""
