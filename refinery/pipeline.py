@@ -319,12 +319,19 @@ def configure_data_context() -> None:
     ctx.target_max_block_size = 16 * 1024 * 1024  # several blocks per WARC file, so one file spreads over workers
 
 
-# What a read task asks of the scheduler. Its own request keeps it from fusing with the stages (the
-# blocks of one file are then processed in parallel, not in the reading task); a small one leaves
-# every CPU to the stage tasks (at 0.25, two readers held half a CPU and left one of two CPUs to
-# the stages). Reading takes ~1/8 of a record's CPU time, so the readers share the stage tasks'
-# cores; at most one reader per CPU runs at a time.
-READ_CPUS = 0.01
+# What a read task asks of the scheduler: no CPU. Any request at all is taken out of what the
+# stage tasks (1 CPU each) can have while the readers stream, in Ray's resource accounting and in
+# Ray Data's budget: at 0.01 CPU per reader, 2 CPUs ran one stage task, not two, for as long as the
+# readers lived (crawl-sample x8 in 2 files: the first 23 of 125 s). Reading takes ~1/8 of a
+# record's CPU time, so the readers share the stage tasks' cores; `concurrency` keeps them to one
+# per CPU. A request different from the stages' also keeps Ray Data from fusing the reading into
+# the stage tasks (the blocks of one file are then processed in parallel, not in the reading task).
+READ_CPUS = 0
+
+
+def read_task_options() -> dict:
+    """Ray Data's options for the reading operator (READ_CPUS)."""
+    return {"num_cpus": READ_CPUS, "concurrency": cpus()}
 
 
 def read_records(cfg: RunConfig, todo: list[dict], out: Output):
@@ -333,7 +340,7 @@ def read_records(cfg: RunConfig, todo: list[dict], out: Output):
 
     ds = ray.data.from_items(todo, override_num_blocks=min(len(todo), READ_TASKS_PER_CPU * cpus()))
     ds = ds.map_batches(read_files, batch_size=None, batch_format="pyarrow", fn_kwargs={"read": cfg.read, "output": out.uri},
-                        num_cpus=READ_CPUS, concurrency=cpus())
+                        **read_task_options())
     return ds.limit(cfg.limit) if cfg.limit else ds
 
 
