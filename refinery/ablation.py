@@ -134,7 +134,7 @@ def ablate(cfg: RunConfig, config_path: str, out: Path, evals: list, train_confi
     arms = plan_arms(cfg, out / ARMS_DIR)
     write_arm_configs(arms, out / ARMS_DIR)
     log(f"ablation of {len(arms)} arms: " + ", ".join(arm.name for arm in arms))
-    stats = pipeline.run_ablation(cfg, arms, overwrite)
+    stats = pipeline.run_ablation(cfg, arms, overwrite, log_to=Output(str(out)))
     for arm, arm_stats in zip(arms, stats):
         log(f"[{arm.name}] {arm_stats['kept']['docs']:,} documents, {arm_stats['kept']['words']:,} words")
     empty = [arm.name for arm, arm_stats in zip(arms, stats) if not arm_stats["kept"]["docs"]]

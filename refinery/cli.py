@@ -79,8 +79,11 @@ def _ablate(args: argparse.Namespace) -> int:
     cfg = _load_config(args.config, overrides)
     if cfg is None:
         return 2
+    from refinery import console
+
     config, evals = training_config(args), eval_sets(args.eval)
     args.out.mkdir(parents=True, exist_ok=True)
+    console.configure(verbose=args.verbose)
     try:
         report = ablate(cfg, args.config, args.out, evals, config, args.seeds, overwrite=args.overwrite)
     except (InputError, FileExistsError, FileNotFoundError, ValueError) as e:
@@ -91,6 +94,8 @@ def _ablate(args: argparse.Namespace) -> int:
     write_reports(report, args.out)
     print(render_markdown(report), flush=True)
     print(f"wrote {args.out / 'report.json'}, report.md, report.html")
+    if console.ray_log_path():
+        print(f"Ray's log: {console.ray_log_path()} (-v shows it on the terminal)")
     return 0
 
 
@@ -144,6 +149,8 @@ def add_ablate_parser(sub) -> None:
     ablate.add_argument("--out", type=Path, required=True, help="output folder (arms/, runs/, reports)")
     ablate.add_argument("--workers", type=int, help="CPUs for the local Ray (default: all)")
     ablate.add_argument("--overwrite", action="store_true", help="redo the arms' data in a folder holding another ablation")
+    ablate.add_argument("-v", "--verbose", action="store_true", help="Ray's own logging and progress bars on the terminal "
+                        "during the shared pass (by default they go to OUT/logs/ray.log)")
     add_training_options(ablate, default_size=None)
     ablate.set_defaults(func=_ablate)
 

@@ -258,11 +258,12 @@ def accept_failures(out: Output, failed: list[dict], write_removed: bool) -> Non
         out.write_json(f"{INPUTS_DIR}/{f['name']}.json", {"path": f["path"], "records": f["records_committed"] + 1})
 
 
-def run_ablation(cfg: RunConfig, arms: list[Arm], overwrite: bool = False) -> list[dict]:
+def run_ablation(cfg: RunConfig, arms: list[Arm], overwrite: bool = False, log_to: Output | None = None) -> list[dict]:
     """The data of an ablation of `cfg` (refinery.ablation): one filter phase that reads and
     extracts every record once and commits each arm's view of every batch to the arm's output,
     then each arm's final pass. Each arm's output is that of a standalone run of its config and
-    resumes like one; the last arm's committed parts say what the shared pass has done."""
+    resumes like one; the last arm's committed parts say what the shared pass has done. In a
+    quiet run Ray's logging goes under `log_to` (refinery.console)."""
     files = list_inputs(cfg.input)
     outs = [Output(arm.config.output) for arm in arms]
     states = [open_run(out, arm.config, files, overwrite) for out, arm in zip(outs, arms)]
@@ -273,11 +274,12 @@ def run_ablation(cfg: RunConfig, arms: list[Arm], overwrite: bool = False) -> li
         if state == RESUME:
             discard_unfinished(out, [p.stage for p in arm.config.dedup])
             discard_parts_not_in(out, committed)
-    start_ray(cfg.workers)
+    start_ray(cfg.workers, log_to)
     configure_data_context()
     started = time.monotonic()
     todo = inputs_to_do(outs[-1], files)
     if todo:
+        size = console.input_bytes([t["path"] for t in todo])
         ds = read_records(cfg, todo, outs[-1])
         with warnings.catch_warnings():
             warnings.filterwarnings("ignore", message="`ray_remote_args` is deprecated")  # as in filter_phase
@@ -289,8 +291,7 @@ def run_ablation(cfg: RunConfig, arms: list[Arm], overwrite: bool = False) -> li
                            "names": {t["path"]: t["name"] for t in todo}, "write_removed": cfg.write_removed},
                 max_retries=MAX_TASK_RETRIES,
             )
-        for _ in ds.iter_batches(batch_size=None):
-            pass
+        follow(ds, console.progress(f"shared pass ({len(arms)} arms; kept: the last arm's)", size))
     stop_on_failed_inputs(outs[-1], files, accept_failed=False, write_removed=cfg.write_removed)  # a re-run reads them on
     seconds = {"filter_phase_shared": round(time.monotonic() - started, 2)}
     stats = [out.read_json("stats.json") if state == COMPLETE else final_pass(arm.config, out, files, dict(seconds))
@@ -303,12 +304,12 @@ def run_ablation(cfg: RunConfig, arms: list[Arm], overwrite: bool = False) -> li
 
 def commit_arm_parts(batch: pa.Table, stages: list, arms: list[Arm], outputs: list[str], names: dict[str, str], write_removed: bool) -> pa.Table:
     """A batch of an ablation's shared pass: each arm's view of it committed to the arm's
-    output, the last arm last (its parts mark what is done)."""
+    output, the last arm last (its parts mark what is done); returns the last arm's counts."""
     views = arm_views(batch, stages, arms, write_removed,
                       apply=lambda b, p: named_stage(p.stage)(b, p, write_removed, outputs[-1]))
     for view, output in zip(views, outputs):
-        commit_parts(view, output, names, write_removed)
-    return pa.table({"records": [batch.num_rows]})
+        counts = commit_parts(view, output, names, write_removed)
+    return counts
 
 
 def configure_data_context() -> None:
@@ -384,14 +385,18 @@ def filter_phase(cfg: RunConfig, todo: list[dict], out: Output) -> None:
             fn_kwargs={"output": out.uri, "names": {t["path"]: t["name"] for t in todo}, "write_removed": cfg.write_removed},
             max_retries=MAX_TASK_RETRIES,
         )
-    progress = console.progress("filter phase", size, cfg.limit)
+    follow(ds, console.progress("filter phase", size, cfg.limit))
+    log.debug("filter phase, Ray Data's stats:\n%s", ds.stats())
+
+
+def follow(ds, progress) -> None:
+    """Run a filter phase to its end, showing its commits' counts (records, kept, input offsets)."""
     offsets: dict[str, int] = {}
     for batch in ds.iter_batches(batch_size=None, batch_format="pyarrow"):
         for row in batch.to_pylist():
             offsets[row["source"]] = max(offsets.get(row["source"], 0), row["offset"] or 0)
             progress.update(row["records"], row["kept"], sum(offsets.values()))
     progress.close()
-    log.debug("filter phase, Ray Data's stats:\n%s", ds.stats())
 
 
 def compact(cfg: RunConfig, out: Output) -> None:

@@ -85,8 +85,10 @@ def ablation(small_crawl, config, eval_file, tmp_path_factory):
     args = ["ablate", str(config), "--input", str(small_crawl), "--out", str(out), "--eval", str(eval_file), *TRAINING]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     env.pop("RAY_ADDRESS", None)
-    first = subprocess.Popen([sys.executable, "-m", "refinery.cli", *args], cwd=REPO, env=env,
-                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    first_stderr = out.parent / "first.stderr"
+    with first_stderr.open("wb") as stderr:
+        first = subprocess.Popen([sys.executable, "-m", "refinery.cli", *args], cwd=REPO, env=env,
+                                 stdout=subprocess.DEVNULL, stderr=stderr, start_new_session=True)
     finished_run = out / "runs" / "0-extract" / "seed0" / "run.json"
     deadline = time.monotonic() + 600
     while not finished_run.exists() and first.poll() is None and time.monotonic() < deadline:
@@ -123,6 +125,11 @@ def test_ablate_end_to_end_every_arm_in_order_beats_the_unigram_entropy(ablation
     # the resumed command skipped the finished run and trained the rest
     assert f"[{arms[0]} seed 0] finished before: skipped" in proc.stdout
     assert f"[{arms[1]} seed 0] step" in proc.stdout
+    # the shared pass is quiet, as `refinery run` is: one progress line, Ray's logging in a file
+    shared_pass = (out.parent / "first.stderr").read_text()
+    assert "shared pass (" in shared_pass and len(shared_pass.splitlines()) < 20, shared_pass[-3000:]
+    assert "INFO" not in shared_pass and "Token authentication" not in shared_pass, shared_pass[-3000:]
+    assert "Token authentication" in (out / "logs" / "ray.log").read_text()
 
     docs = [report["ablation"]["arms"][name]["docs"] for name in arms]
     assert docs[0] > docs[1] and docs == sorted(docs, reverse=True)  # every step only removes
