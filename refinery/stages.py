@@ -119,7 +119,7 @@ def apply_stage(batch: pa.Table, p: StageParams, keep_removed_text: bool = False
     rows = batch.drop_columns(["html"]).to_pylist()
     if isinstance(p, READS_HTML):
         live = [i for i, row in enumerate(rows) if row["removed_by"] is None]
-        for i, page in zip(live, html.take(live).to_pylist()):
+        for i, page in zip(live, html.take(pa.array(live, pa.int64())).to_pylist()):
             rows[i]["html"] = page
     for row in rows:
         if row["removed_by"] is not None:
