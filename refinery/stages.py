@@ -98,6 +98,9 @@ ROW_STEPS: dict[type, RowStep] = {
     C4Params: _text_modifier(c4_filter),
 }
 TEXT_MODIFIERS = (LineCorrectionsParams, C4Params)
+READS_HTML = (LanguagePrefilterParams, ExtractParams)
+_HTML = ROW.get_field_index("html")
+_WITHOUT_HTML = ROW.remove(_HTML)
 
 
 def apply_stage(batch: pa.Table, p: StageParams, keep_removed_text: bool = False) -> pa.Table:
@@ -105,10 +108,19 @@ def apply_stage(batch: pa.Table, p: StageParams, keep_removed_text: bool = False
     what the rule measured (`reason_detail`). What a text-modifying stage strikes from a row it
     keeps goes into the row's `struck` (for the funnel), and with `keep_removed_text` (the run
     writes removed documents) the lines it removes go into `removed_lines`. Text of dropped rows
-    is kept only then; the HTML is dropped once text has been extracted."""
+    is kept only then; the HTML is dropped once text has been extracted.
+
+    The HTML, most of a batch's bytes, becomes Python strings only for the stages that read it,
+    and only for live rows; the other stages pass its Arrow column on as it is (converting it to
+    Python and back cost more than the URL filter's own work)."""
     step = ROW_STEPS[type(p)]
     modifies = isinstance(p, TEXT_MODIFIERS)
-    rows = batch.to_pylist()
+    html = batch.column("html").cast(ROW.field("html").type)
+    rows = batch.drop_columns(["html"]).to_pylist()
+    if isinstance(p, READS_HTML):
+        live = [i for i, row in enumerate(rows) if row["removed_by"] is None]
+        for i, page in zip(live, html.take(pa.array(live, pa.int64())).to_pylist()):
+            rows[i]["html"] = page
     for row in rows:
         if row["removed_by"] is not None:
             continue
@@ -130,6 +142,5 @@ def apply_stage(batch: pa.Table, p: StageParams, keep_removed_text: bool = False
             struck = {"stage": p.stage, "words": len(before.split()) - row["n_words"], "chars": len(before) - row["n_chars"]}
             row["struck"] = (row["struck"] or []) + [struck]
     if isinstance(p, ExtractParams):
-        for row in rows:
-            row["html"] = None
-    return pa.Table.from_pylist(rows, schema=ROW)
+        html = pa.nulls(len(rows), ROW.field("html").type)
+    return pa.Table.from_pylist(rows, schema=_WITHOUT_HTML).add_column(_HTML, ROW.field("html"), html)

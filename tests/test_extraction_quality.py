@@ -64,6 +64,12 @@ def refinery_extract(html: str) -> str | None:
     return text
 
 
+def refinery_extract_fast(html: str) -> str | None:
+    """The extract stage with `fast: true` (trafilatura without its fallback extractors)."""
+    text, _reason = extract_text(html, ExtractParams(fast=True))
+    return text
+
+
 def plain_trafilatura(html: str) -> str | None:
     """The reference: trafilatura with its own defaults."""
     return trafilatura.extract(html)
@@ -83,6 +89,7 @@ def trafilatura_refinery_options(html: str) -> str | None:
 
 EXTRACTORS: dict[str, Extractor] = {
     "refinery extract_text": refinery_extract,
+    "refinery extract_text, fast": refinery_extract_fast,
     "trafilatura defaults": plain_trafilatura,
     "trafilatura + refinery options": trafilatura_refinery_options,
 }
@@ -208,6 +215,19 @@ def test_aeb_token_f1_not_below_plain_trafilatura():
     scores, plain = score_aeb(refinery_extract), score_aeb(plain_trafilatura)
     print(f"AEB ({len(aeb_pages())} pages, whitespace-token bags): refinery {scores}; plain trafilatura {plain}")
     assert scores.f1 >= plain.f1, f"refinery {scores} is below plain trafilatura {plain}"
+
+
+# `fast: true` is an opt-in that trades extraction quality for CPU; measured 2026-12-01: F1 0.900
+# on the 200 trafilatura-eval pages (0.923 without it), 0.947 on AEB (0.960). The floors hold it there.
+FAST_FLOORS = {"trafilatura-eval": 0.89, "AEB": 0.94}
+
+
+def test_fast_mode_changes_the_text_and_keeps_its_quality_floor():
+    for name, score in (("trafilatura-eval", score_eval), ("AEB", score_aeb)):
+        fast, default = score(refinery_extract_fast), score(refinery_extract)
+        print(f"{name}: fast {fast}; default {default}")
+        assert fast != default, f"fast mode extracted the same text as the default on {name}: the option did nothing"
+        assert fast.f1 >= FAST_FLOORS[name], f"fast mode on {name}: {fast}, below its floor F1 {FAST_FLOORS[name]}"
 
 
 def main() -> None:

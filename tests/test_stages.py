@@ -29,6 +29,18 @@ def test_rows_are_marked_not_dropped_and_html_is_released(data_dir):
     assert all(r["language"] == "en" and r["n_words"] == len(r["text"].split()) for r in kept)
 
 
+def test_a_batch_with_no_live_row_passes_the_html_stages(data_dir):
+    """A block whose every page the prefilter dropped (a German file, say) reaches extract with
+    no live row: the stages that read the HTML get none, and the rows pass on as they were."""
+    stages = {p.stage: p for p in load_config("pipelines/cc.yaml").stages}
+    batch = apply_stage(first_batch(data_dir, 10), stages["language_prefilter"])
+    dead = batch.filter(batch.column("removed_by").is_valid())
+    assert dead.num_rows > 0
+    after = apply_stage(apply_stage(dead, stages["language_prefilter"]), stages["extract"])
+    assert after.column("removed_by").to_pylist() == dead.column("removed_by").to_pylist()
+    assert after.column("html").null_count == after.num_rows  # released once text is extracted
+
+
 def test_removed_text_is_kept_when_asked(data_dir):
     batch = first_batch(data_dir, 10)
     stages = {p.stage: p for p in load_config("pipelines/cc.yaml").stages}
