@@ -59,11 +59,9 @@ def main() -> int:
     logging.basicConfig(level=logging.WARNING)
     logging.getLogger("refinery.pipeline").setLevel(logging.DEBUG)
 
-    os.environ["RAY_USAGE_STATS_ENABLED"] = "0"
-    ray.init(num_cpus=args.workers, _node_ip_address=pipeline.LOCAL_NODE_IP, include_dashboard=False)
+    pipeline.start_ray(args.workers)  # as a run starts its local Ray; the phase follows at once, as in a run
     sampler = TreeCpu(os.getpid())
-    cpu_before = 0.0
-    time.sleep(1.0)  # the sampler's first pass: CPU spent before the phase is subtracted
+    sampler._sample()  # CPU spent before the phase is subtracted
     cpu_before = sum(sampler.seen.values())
     pipeline.configure_data_context()
     todo = pipeline.inputs_to_do(pipeline.Output(cfg.output), [str(f) for f in files], False)

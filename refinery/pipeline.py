@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import threading
 import time
 import warnings
 
@@ -48,22 +49,36 @@ MAX_TASK_RETRIES = 8
 READ_TASKS_PER_CPU = 8
 
 
-def start_ray(workers: int | None, out: Output | None = None) -> None:
+def start_ray(workers: int | None, out: Output | None = None) -> bool:
     """Join the cluster named by RAY_ADDRESS, or start a local Ray for this run (token auth,
     which Ray 2.60 turns on for new local clusters, is set up by Ray itself). In a quiet run
-    (refinery.console), Ray's logging goes to a file, under `out` when it is local."""
+    (refinery.console), Ray's logging goes to a file, under `out` when it is local. Returns
+    whether it started a local Ray (one Ray already up in this process is used as it is)."""
     import ray
 
     if ray.is_initialized():
-        return
+        return False
     console.route_ray_logging(out)
-    if os.environ.get("RAY_ADDRESS"):
-        ray.init(log_to_driver=False)
-    else:
+    local = not os.environ.get("RAY_ADDRESS")
+    if local:
         # a local run phones nowhere: Ray's usage reporting is off unless the user turns it on
         os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
         ray.init(num_cpus=workers, _node_ip_address=LOCAL_NODE_IP, include_dashboard=False, log_to_driver=False)
+    else:
+        ray.init(log_to_driver=False)
     console.ray_started()
+    return local
+
+
+def stop_ray_in_background() -> threading.Thread:
+    """Ray's shutdown on a thread, so the driver's last steps that need no Ray (the report) run
+    meanwhile: a local Ray's shutdown takes 1.5-3 s, most of it waiting for its processes to exit
+    (up to a second each, one after the other), and at the interpreter's exit it sleeps 0.5 s more."""
+    import ray
+
+    thread = threading.Thread(target=ray.shutdown, name="ray-shutdown")
+    thread.start()
+    return thread
 
 
 def read_files(batch: pa.Table, read: ReadParams, output: str):
@@ -147,12 +162,14 @@ def commit_parts(batch: pa.Table, output: str, names: dict[str, str], write_remo
     return pa.Table.from_pylist(progress, schema=PROGRESS)
 
 
-def run(cfg: RunConfig, overwrite: bool = False, accept_failed: bool = False) -> dict:
+def run(cfg: RunConfig, overwrite: bool = False, accept_failed: bool = False, stop_local_ray: bool = False) -> dict:
     """Run the filter phase over the inputs not finished yet, then the final pass (dedup if
     configured, else compaction into shards); returns the stats also written to OUTPUT/stats.json.
     Re-running the command of an interrupted run resumes it (refinery.resume). Inputs whose
     stream failed after its retries stop the run before the final pass (InputsFailed), unless
-    `accept_failed`: then each is counted as one `read:network_failed` row and the run finishes."""
+    `accept_failed`: then each is counted as one `read:network_failed` row and the run finishes.
+    With `stop_local_ray` (the CLI), a local Ray this call started is stopped while the report is
+    written; otherwise it stays up for the next run in this process."""
     files = list_inputs(cfg.input, check_urls=not accept_failed)
     out = Output(cfg.output)
     state = open_run(out, cfg, files, overwrite)
@@ -163,7 +180,7 @@ def run(cfg: RunConfig, overwrite: bool = False, accept_failed: bool = False) ->
         return out.read_json("stats.json")
     if state == RESUME:
         discard_unfinished(out, [p.stage for p in cfg.dedup])
-    start_ray(cfg.workers, out)
+    started_ray = start_ray(cfg.workers, out)
     configure_data_context()
 
     started = time.monotonic()
@@ -174,7 +191,10 @@ def run(cfg: RunConfig, overwrite: bool = False, accept_failed: bool = False) ->
         fold_inputs(out)
     stop_on_failed_inputs(out, files, accept_failed, cfg.write_removed)
     stats = final_pass(cfg, out, files, {"filter_phase": round(time.monotonic() - started, 2)})
+    stopping = stop_ray_in_background() if stop_local_ray and started_ray else None
     write_report(out)
+    if stopping is not None:
+        stopping.join()
     return stats
 
 
@@ -320,12 +340,19 @@ def configure_data_context() -> None:
     ctx.target_max_block_size = 16 * 1024 * 1024  # several blocks per WARC file, so one file spreads over workers
 
 
-# What a read task asks of the scheduler. Its own request keeps it from fusing with the stages (the
-# blocks of one file are then processed in parallel, not in the reading task); a small one leaves
-# every CPU to the stage tasks (at 0.25, two readers held half a CPU and left one of two CPUs to
-# the stages). Reading takes ~1/8 of a record's CPU time, so the readers share the stage tasks'
-# cores; at most one reader per CPU runs at a time.
-READ_CPUS = 0.01
+# What a read task asks of the scheduler: no CPU. Any request at all is taken out of what the
+# stage tasks (1 CPU each) can have while the readers stream, in Ray's resource accounting and in
+# Ray Data's budget: at 0.01 CPU per reader, 2 CPUs ran one stage task, not two, for as long as the
+# readers lived (crawl-sample x8 in 2 files: the first 23 of 125 s). Reading takes ~1/8 of a
+# record's CPU time, so the readers share the stage tasks' cores; `concurrency` keeps them to one
+# per CPU. A request different from the stages' also keeps Ray Data from fusing the reading into
+# the stage tasks (the blocks of one file are then processed in parallel, not in the reading task).
+READ_CPUS = 0
+
+
+def read_task_options() -> dict:
+    """Ray Data's options for the reading operator (READ_CPUS)."""
+    return {"num_cpus": READ_CPUS, "concurrency": cpus()}
 
 
 def read_records(cfg: RunConfig, todo: list[dict], out: Output):
@@ -334,7 +361,7 @@ def read_records(cfg: RunConfig, todo: list[dict], out: Output):
 
     ds = ray.data.from_items(todo, override_num_blocks=min(len(todo), READ_TASKS_PER_CPU * cpus()))
     ds = ds.map_batches(read_files, batch_size=None, batch_format="pyarrow", fn_kwargs={"read": cfg.read, "output": out.uri},
-                        num_cpus=READ_CPUS, concurrency=cpus())
+                        **read_task_options())
     return ds.limit(cfg.limit) if cfg.limit else ds
 
 
