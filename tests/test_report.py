@@ -206,3 +206,16 @@ def test_struck_lines_and_spans_are_marked_where_their_stage_says():
     assert '<mark title="also in document doc-3">the same span again</mark>' in html
     assert html.count("… ") == 2 and "x" * 301 not in html  # only the context around each span, 300 characters
     assert "characters 401-416: also in <code>doc-2</code> at character 7" in html
+
+
+def test_a_run_that_removed_nothing_still_gets_its_report(data_dir, tmp_path):
+    """extract-only.yaml on a few pages removes nothing: the removals chart (a log axis) must
+    still be drawn, not fail and leave the run without its report."""
+    out = tmp_path / "out"
+    proc = run_cli("run", "pipelines/extract-only.yaml", "--input", str(data_dir / "crawl-sample" / "real-pages.warc.gz"),
+                   "--limit", "20", "--output", str(out), timeout=300)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    stats = json.loads((out / "stats.json").read_text())
+    assert not any(s["removed"] for s in stats["stages"]), stats["stages"]
+    assert "Traceback" not in proc.stderr, proc.stderr[-2000:]
+    assert "nothing removed" in (out / REPORT_FILE).read_text()

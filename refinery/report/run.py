@@ -183,9 +183,9 @@ def removals_figure(stats: dict):
         ax.text(docs * 1.08, v, f"{docs:,}", va="center", fontsize=8)
     ax.set_yticks(y, [reason for _, reason, _ in bars], fontsize=8)
     ax.invert_yaxis()
-    ax.set_xscale("log")
-    _plain_ticks(ax.xaxis)
     if bars:
+        ax.set_xscale("log")  # a log axis with no positive value cannot be drawn
+        _plain_ticks(ax.xaxis)
         ax.set_xlim(0.8, max(docs for _, _, docs in bars) * 3)
     else:
         ax.text(0.5, 0.5, "nothing removed", transform=ax.transAxes, ha="center")
