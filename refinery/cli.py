@@ -39,7 +39,7 @@ def _run(args: argparse.Namespace) -> int:
 
     console.configure(verbose=args.verbose)
     try:
-        stats = pipeline.run(cfg, overwrite=args.overwrite, accept_failed=args.accept_failed_inputs, stop_local_ray=True)
+        stats = pipeline.run(cfg, overwrite=args.overwrite, accept_failed=args.accept_failed_inputs)
     except (InputError, FileExistsError) as e:
         print(f"refinery: {e}", file=sys.stderr)
         return 2

@@ -7,7 +7,6 @@ from __future__ import annotations
 import json
 import logging
 import os
-import threading
 import time
 import warnings
 
@@ -49,36 +48,23 @@ MAX_TASK_RETRIES = 8
 READ_TASKS_PER_CPU = 8
 
 
-def start_ray(workers: int | None, out: Output | None = None) -> bool:
+def start_ray(workers: int | None, out: Output | None = None) -> None:
     """Join the cluster named by RAY_ADDRESS, or start a local Ray for this run (token auth,
     which Ray 2.60 turns on for new local clusters, is set up by Ray itself). In a quiet run
-    (refinery.console), Ray's logging goes to a file, under `out` when it is local. Returns
-    whether it started a local Ray (one Ray already up in this process is used as it is)."""
+    (refinery.console), Ray's logging goes to a file, under `out` when it is local. A Ray
+    already up in this process is used as it is."""
     import ray
 
     if ray.is_initialized():
-        return False
+        return
     console.route_ray_logging(out)
-    local = not os.environ.get("RAY_ADDRESS")
-    if local:
+    if not os.environ.get("RAY_ADDRESS"):
         # a local run phones nowhere: Ray's usage reporting is off unless the user turns it on
         os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
         ray.init(num_cpus=workers, _node_ip_address=LOCAL_NODE_IP, include_dashboard=False, log_to_driver=False)
     else:
         ray.init(log_to_driver=False)
     console.ray_started()
-    return local
-
-
-def stop_ray_in_background() -> threading.Thread:
-    """Ray's shutdown on a thread, so the driver's last steps that need no Ray (the report) run
-    meanwhile: a local Ray's shutdown takes 1.5-3 s, most of it waiting for its processes to exit
-    (up to a second each, one after the other), and at the interpreter's exit it sleeps 0.5 s more."""
-    import ray
-
-    thread = threading.Thread(target=ray.shutdown, name="ray-shutdown")
-    thread.start()
-    return thread
 
 
 def read_files(batch: pa.Table, read: ReadParams, output: str):
@@ -162,14 +148,12 @@ def commit_parts(batch: pa.Table, output: str, names: dict[str, str], write_remo
     return pa.Table.from_pylist(progress, schema=PROGRESS)
 
 
-def run(cfg: RunConfig, overwrite: bool = False, accept_failed: bool = False, stop_local_ray: bool = False) -> dict:
+def run(cfg: RunConfig, overwrite: bool = False, accept_failed: bool = False) -> dict:
     """Run the filter phase over the inputs not finished yet, then the final pass (dedup if
     configured, else compaction into shards); returns the stats also written to OUTPUT/stats.json.
     Re-running the command of an interrupted run resumes it (refinery.resume). Inputs whose
     stream failed after its retries stop the run before the final pass (InputsFailed), unless
-    `accept_failed`: then each is counted as one `read:network_failed` row and the run finishes.
-    With `stop_local_ray` (the CLI), a local Ray this call started is stopped while the report is
-    written; otherwise it stays up for the next run in this process."""
+    `accept_failed`: then each is counted as one `read:network_failed` row and the run finishes."""
     files = list_inputs(cfg.input, check_urls=not accept_failed)
     out = Output(cfg.output)
     state = open_run(out, cfg, files, overwrite)
@@ -180,7 +164,7 @@ def run(cfg: RunConfig, overwrite: bool = False, accept_failed: bool = False, st
         return out.read_json("stats.json")
     if state == RESUME:
         discard_unfinished(out, [p.stage for p in cfg.dedup])
-    started_ray = start_ray(cfg.workers, out)
+    start_ray(cfg.workers, out)
     configure_data_context()
 
     started = time.monotonic()
@@ -191,10 +175,7 @@ def run(cfg: RunConfig, overwrite: bool = False, accept_failed: bool = False, st
         fold_inputs(out)
     stop_on_failed_inputs(out, files, accept_failed, cfg.write_removed)
     stats = final_pass(cfg, out, files, {"filter_phase": round(time.monotonic() - started, 2)})
-    stopping = stop_ray_in_background() if stop_local_ray and started_ray else None
     write_report(out)
-    if stopping is not None:
-        stopping.join()
     return stats
 
 
@@ -350,18 +331,20 @@ def configure_data_context() -> None:
 READ_CPUS = 0
 
 
-def read_task_options() -> dict:
-    """Ray Data's options for the reading operator (READ_CPUS)."""
-    return {"num_cpus": READ_CPUS, "concurrency": cpus()}
+def read_task_options(blocks: int) -> dict:
+    """Ray Data's options for the reading operator of `blocks` input blocks (READ_CPUS; no more
+    readers than blocks, which Ray Data would warn about on the terminal)."""
+    return {"num_cpus": READ_CPUS, "concurrency": max(1, min(cpus(), blocks))}
 
 
 def read_records(cfg: RunConfig, todo: list[dict], out: Output):
     """The records of the inputs to do, as a dataset (input markers written to `out`)."""
     import ray.data
 
-    ds = ray.data.from_items(todo, override_num_blocks=min(len(todo), READ_TASKS_PER_CPU * cpus()))
+    blocks = min(len(todo), READ_TASKS_PER_CPU * cpus())
+    ds = ray.data.from_items(todo, override_num_blocks=blocks)
     ds = ds.map_batches(read_files, batch_size=None, batch_format="pyarrow", fn_kwargs={"read": cfg.read, "output": out.uri},
-                        **read_task_options())
+                        **read_task_options(blocks))
     return ds.limit(cfg.limit) if cfg.limit else ds
 
 

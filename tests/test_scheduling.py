@@ -1,8 +1,7 @@
-"""How the filter phase cuts its work into tasks (the part size derived from the inputs and CPUs),
-how its tasks share the CPUs, and when a run stops the local Ray it started."""
+"""How the filter phase cuts its work into tasks (the part size derived from the inputs and CPUs)
+and how its tasks share the CPUs."""
 from __future__ import annotations
 
-import json
 import os
 import subprocess
 import sys
@@ -68,7 +67,7 @@ pipeline.start_ray(2)
 pipeline.configure_data_context()
 ray.data.DataContext.get_current().target_max_block_size = 1  # each yield its own block, as a WARC reader's 16 MB
 ds = ray.data.from_items([{"i": 0}, {"i": 1}], override_num_blocks=2)
-ds = ds.map_batches(reader, batch_size=None, batch_format="pyarrow", **pipeline.read_task_options())
+ds = ds.map_batches(reader, batch_size=None, batch_format="pyarrow", **pipeline.read_task_options(2))
 ds = ds.map_batches(stage, batch_size=1, batch_format="pyarrow")
 for _ in ds.iter_batches(batch_size=None):
     pass
@@ -87,41 +86,3 @@ def test_readers_leave_every_cpu_to_the_stage_tasks(tmp_path):
                           timeout=300, cwd=Path(__file__).resolve().parents[1], env=env)
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert proc.stdout.strip().splitlines()[-1] == "OVERLAP", proc.stdout[-2000:] + proc.stderr[-2000:]
-
-
-# A run in this process with a limit: the Ray it started is stopped with the run, as the CLI asks.
-RUN_THAT_STOPS_ITS_RAY = """
-import json, os, sys
-from pathlib import Path
-import ray
-from refinery import pipeline
-from refinery.config import load_config
-
-warc, output = sys.argv[1:]
-cfg = load_config("benchmarks/parity.yaml", {"input": [warc], "output": output, "limit": 100, "workers": 1})
-stats = pipeline.run(cfg, stop_local_ray=True)
-children = []
-for entry in Path("/proc").iterdir():
-    try:
-        fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
-    except (OSError, ValueError):
-        continue
-    if entry.name.isdigit() and int(fields[1]) == os.getpid() and fields[0] != "Z":
-        children.append((entry / "cmdline").read_text().replace(chr(0), " ")[:80])
-print(json.dumps({"ray_up": ray.is_initialized(), "children": children, "records": stats["records_read"],
-                  "report": (Path(output) / "report.html").exists()}))
-"""
-
-
-def test_a_cli_run_stops_the_local_ray_it_started(data_dir, tmp_path):
-    """The CLI's run stops its local Ray while the report is written (Ray's shutdown waits on its
-    processes one after another): when run() returns, no Ray process of it is left, and the report
-    and stats are whole. Without the option a Ray stays up for the next run in the process."""
-    env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}
-    proc = subprocess.run([sys.executable, "-c", RUN_THAT_STOPS_ITS_RAY, str(data_dir / "crawl-sample" / "real-pages.warc.gz"),
-                           str(tmp_path / "out")], capture_output=True, text=True, timeout=300,
-                          cwd=Path(__file__).resolve().parents[1], env=env)
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    seen = json.loads(proc.stdout.strip().splitlines()[-1])
-    assert seen["records"] == 100 and seen["report"]
-    assert not seen["ray_up"] and seen["children"] == [], seen
