@@ -58,12 +58,12 @@ def start_ray(workers: int | None, out: Output | None = None) -> None:
     if ray.is_initialized():
         return
     console.route_ray_logging(out)
-    if not os.environ.get("RAY_ADDRESS"):
+    if os.environ.get("RAY_ADDRESS"):
+        ray.init(log_to_driver=False)
+    else:
         # a local run phones nowhere: Ray's usage reporting is off unless the user turns it on
         os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
         ray.init(num_cpus=workers, _node_ip_address=LOCAL_NODE_IP, include_dashboard=False, log_to_driver=False)
-    else:
-        ray.init(log_to_driver=False)
     console.ray_started()
 
 
