@@ -7,7 +7,7 @@ the inner one: it goes on inside the detached subtree and ends there. So the pas
 later elements stay in the tree, and the extracted text depends on that), and every deletion after
 it happens in a subtree already out of the tree. Each of those frees an lxml proxy whose
 deallocation walks the whole detached subtree: on archive.org's forum pages (21k cells inside one
-table cell) a single pass took 0.7 s, a sixth of extraction's CPU on the English-heavy input.
+table cell) a single pass took 0.7 s; tree_cleaning was 17% of extraction on the English-heavy input.
 `delete_tags` stops the pass at the same element without the deletions that follow.
 
 Installed only when trafilatura's `tree_cleaning` has exactly the source this copy was made
