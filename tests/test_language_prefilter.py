@@ -57,3 +57,24 @@ def test_prefilter_is_linear_on_deep_and_huge_pages(data_dir):
     # the same verdict as on the page itself: the cheap rendering still tells the language
     assert verdicts == [language_prefilter(html.decode("utf-8", "replace"), p)[0]] * 2
     assert "<div>" not in page_text(deep)
+
+
+def test_nesting_estimate_is_the_open_and_close_tag_count(data_dir):
+    """The shortcut (no scan when `<` less `</` is within the limit) gives the scan's answer:
+    checked against the depth by definition on real pages, at limits where each path is taken."""
+    from refinery.filters.language import _TAG, _VOID, nested_deeper_than
+    from warc_builders import real_pages
+
+    def deepest(html: str) -> int:
+        depth = most = 0
+        for m in _TAG.finditer(html):
+            if not (m.group(3) or m.group(2).lower() in _VOID):
+                depth += -1 if m.group(1) else 1
+                most = max(most, depth)
+        return most
+
+    pages = [html.decode("utf-8", "replace") for _, html in real_pages(data_dir / "crawl-sample" / "real-pages.warc.gz", 60)]
+    pages += ["<br>" * 6_000, "<div>" * 6_000, "<p>a</p>" * 6_000, "<div><span>" * 3_000]
+    for html in pages:
+        for limit in (20, 100, 1_000, 5_000):
+            assert nested_deeper_than(html, limit) == (deepest(html) > limit), (limit, html[:80])
