@@ -54,7 +54,7 @@ CORNERS = """<html><body>
 <p class="reply-to">starts-with on the first of id/class</p><p id="a" class="reply-to">not this one</p>
 <div role="NAVIGATION">translate N to n</div><div role="Navigation">N only, not a or v</div>
 <div data-lp-replacement-content="">present though empty</div><div aria-hidden="true">aria</div>
-<section id="comments">comments</section><ul class="comment-list"><li>x</li></ul><ol id="commentary">no</ol>
+<section id="comments">comments</section><div id="disqus_thread">div: pruned</div><ul id="disqus_thread"><li>list: kept</li></ul><ul class="comment-list"><li>x</li></ul><ol id="commentary">no</ol>
 <div class="infinite-scroll"><h1>kept: holds the h1</h1></div><aside class="infinite-scroll">pruned</aside>
 <div class="mvp-post-add-box"><h1>pruned though it holds an h1</h1></div>
 <div class="elementor-share-buttons">share</div><div id="bottom-link" style="border:1px">bottom</div>
@@ -68,3 +68,12 @@ def test_same_elements_on_xpath_corner_cases(name, query):
     converted = html.fromstring(CORNERS.replace("<ul", "<list").replace("</ul>", "</list>").replace("<p", "<item").replace("</p>", "</item>"))
     for t in (tree, converted):
         assert [e.text for e in query(t)] == [e.text for e in query.original(t)]
+
+
+def test_a_test_that_reads_more_than_the_attributes_is_decided_per_element():
+    """The same attributes, other verdicts: a div and an aside of one class, the one holding an
+    h1; a div and a ul of one id, which only the div's tag lets through."""
+    tree = html.fromstring(CORNERS)
+    raw, lists = xpaths.RAW_TREE_PRUNE_XPATH[0], xpaths.REMOVE_COMMENTS_AND_LISTS_XPATH[0]
+    assert [e.tag for e in raw(tree) if e.get("class") == "infinite-scroll"] == ["aside"]
+    assert [e.tag for e in lists(tree) if e.get("id") == "disqus_thread"] == ["div"]
