@@ -6,7 +6,8 @@ fast mode, ~1/5 of an extraction's CPU on the English input. Most of that goes t
 parent and grandparent (or a nested candidate) is measured again for each; each measure runs an
 XPath (`text_content()`) even on an element with only text, whose text is its `.text`. These
 methods measure each link once per scoring, read `.text` where that is the text, reuse a text
-already read and skip the link measure where its verdict is not reached.
+already read and skip the link measure where its verdict is not reached, and test for unlikely
+candidates only the elements that have a class or an id, once per class and id.
 
 Each method is installed only when the sources it copies (`COPIED`) are exactly trafilatura 2.3.1's:
 another trafilatura keeps its own."""
@@ -14,11 +15,13 @@ from __future__ import annotations
 
 import inspect
 from collections import Counter
+from functools import lru_cache
 
 from lxml.etree import tostring
 from lxml.html import HtmlElement
 from trafilatura import readability_lxml
 from trafilatura.readability_lxml import (
+    FRAME_TAGS,
     LIST_TAGS,
     LOGGER,
     REGEXES,
@@ -48,6 +51,42 @@ class _LinkLengths(dict):
     def __missing__(self, link: HtmlElement) -> int:
         length = self[link] = len(trim(_text(link)))
         return length
+
+
+@lru_cache(maxsize=4096)
+def _class_weight(class_: str | None, id_: str | None) -> int:
+    weight = 0
+    for attribute in filter(None, (class_, id_)):
+        if REGEXES["negativeRe"].search(attribute):
+            weight -= 25
+        if REGEXES["positiveRe"].search(attribute):
+            weight += 25
+    return weight
+
+
+def class_weight(self: Document, elem: HtmlElement) -> int:
+    """trafilatura's, decided once per class and id: pages repeat them, and its case-insensitive
+    regular expressions are slow on long class lists."""
+    return _class_weight(elem.get("class"), elem.get("id"))
+
+
+@lru_cache(maxsize=4096)
+def _unlikely(class_: str | None, id_: str | None) -> bool:
+    attrs = " ".join(filter(None, (class_, id_)))
+    low = attrs.lower()
+    return (
+        len(attrs) >= 2
+        and bool(REGEXES["unlikelyCandidatesRe"].search(low))
+        and not REGEXES["okMaybeItsACandidateRe"].search(low)
+    )
+
+
+def remove_unlikely_candidates(self: Document) -> None:
+    """trafilatura's, over the elements with a class or an id (the others are never unlikely),
+    decided once per class and id."""
+    for elem in self.doc.xpath("descendant::*[@class or @id]"):
+        if _unlikely(elem.get("class"), elem.get("id")) and elem.tag not in FRAME_TAGS:
+            elem.drop_tree()
 
 
 def score_paragraphs(self: Document) -> dict[HtmlElement, Candidate]:
@@ -147,13 +186,17 @@ def sanitize(self: Document, node: HtmlElement, candidates: dict[HtmlElement, Ca
 
 # sha256 prefixes of trafilatura 2.3.1's `inspect.getsource` of what the replacements copy
 COPIED = {
+    "Document.remove_unlikely_candidates": "6ef38c8475242af9",
     "Document.score_paragraphs": "b767f5bd6460a5b9",
     "Document.sanitize": "84ff3af6fb8bbc7a",
+    "Document.class_weight": "d97a398e8ac23fa0",
     "Document.get_link_density": "5c312c5584ed8656",
     "text_length": "74f7faf7008b34b4",
 }
 # Document's method -> (its replacement, what the replacement copies)
 REPLACEMENTS = {
+    "class_weight": (class_weight, ("Document.class_weight",)),
+    "remove_unlikely_candidates": (remove_unlikely_candidates, ("Document.remove_unlikely_candidates",)),
     "score_paragraphs": (score_paragraphs, ("Document.score_paragraphs", "Document.get_link_density", "text_length")),
     "sanitize": (sanitize, ("Document.sanitize", "Document.get_link_density", "text_length")),
 }

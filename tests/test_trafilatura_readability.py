@@ -105,10 +105,10 @@ def test_install_keeps_trafilatura_methods_whose_sources_changed():
 
     with trafilatura_own_methods(), pytest.MonkeyPatch.context() as patch:
         patch.setattr(Document, "sanitize", sanitize)
-        assert install() == ["score_paragraphs"]
+        assert install() == ["class_weight", "remove_unlikely_candidates", "score_paragraphs"]
         assert Document.sanitize is sanitize
     with trafilatura_own_methods(), pytest.MonkeyPatch.context() as patch:
         patch.setattr(readability_lxml, "text_length", text_length)
-        assert install() == []
+        assert install() == ["class_weight", "remove_unlikely_candidates"]
         assert Document.score_paragraphs is ORIGINALS["score_paragraphs"] and Document.sanitize is ORIGINALS["sanitize"]
     assert install() == list(REPLACEMENTS)
