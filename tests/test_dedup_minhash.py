@@ -254,3 +254,20 @@ def test_compiled_xxh64_equals_xxhash():
     offsets = np.r_[0, np.cumsum([len(b) for b in blobs])].astype(np.int64)
     compiled = [_kernels.xxh64(data, lo, hi) for lo, hi in zip(offsets[:-1], offsets[1:])]
     assert compiled == [xxhash.xxh64_intdigest(b) for b in blobs]
+
+
+def test_numba_is_imported_only_when_a_kernel_runs():
+    """The driver and every filter-phase worker import the dedup params, not numba (~0.3 s of CPU
+    each at start); the first signature computed imports it."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, refinery.cli, refinery.pipeline, refinery.stages\n"
+        "assert 'numba' not in sys.modules, 'numba imported at start'\n"
+        "from refinery.dedup.minhash import MinHashParams, minhash_signatures\n"
+        "minhash_signatures(['one two three four five six'], MinHashParams())\n"
+        "assert 'numba' in sys.modules\n"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr

@@ -1,5 +1,7 @@
-"""Compiled (numba) loops of the MinHash stage: tokenizing, word and shingle hashing, and the
-permutations, each one pass over its input with no batch-sized temporaries.
+"""Compiled (numba) loops of the dedup stages: for MinHash, tokenizing, word and shingle hashing
+and the permutations; for substring dedup, tokenizing, window hashing and verification. Each is
+one pass over its input with no batch-sized temporaries. Imported on first use
+(`refinery.dedup.kernels()`), not by the processes that only read the stages' params.
 
 Every function here reproduces, bit for bit, a definition stated elsewhere with Arrow or numpy:
 - `word_hashes` tokenizes as Arrow's `utf8_lower`, then removing `\\p{P}` (RE2), then
@@ -324,3 +326,137 @@ def signatures32(hashes, doc_offsets, a, b, block):
     """datasketch affine32: the same in uint32 over the low 32 bits of the shingle hashes."""
     out = np.full((len(doc_offsets) - 1, len(a)), np.uint32(0xFFFFFFFF), dtype=np.uint32)
     return _fold_documents32(out, _premix32(hashes), doc_offsets, a, b, block)
+
+
+# ---------------------------------------------------------------- substring dedup (refinery.dedup.substring)
+
+@njit(cache=True)
+def substring_tokenize(data, offsets, classes):
+    """Tokens of each UTF-8 text of `data` (delimited by `offsets`): byte and character start
+    and end of each, relative to its text, and each text's token count. Two passes: count, then
+    fill, so the arrays are exactly the token count long."""
+    n_texts = len(offsets) - 1
+    counts = np.zeros(n_texts, dtype=np.int64)
+    bs = be = cs = ce = np.empty(0, dtype=np.int32)
+    for fill in range(2):
+        if fill:
+            n = counts.sum()
+            bs = np.empty(n, dtype=np.int32)
+            be = np.empty(n, dtype=np.int32)
+            cs = np.empty(n, dtype=np.int32)
+            ce = np.empty(n, dtype=np.int32)
+        k = 0
+        for t in range(n_texts):
+            i = offsets[t]
+            end = offsets[t + 1]
+            chars = 0
+            state = 0  # as in token_spans
+            found = 0
+            while i < end:
+                b0 = np.int64(data[i])
+                if b0 < 0x80:
+                    c, w = b0, 1
+                elif b0 < 0xE0:
+                    c, w = ((b0 & 0x1F) << 6) | (np.int64(data[i + 1]) & 0x3F), 2
+                elif b0 < 0xF0:
+                    c, w = ((b0 & 0x0F) << 12) | ((np.int64(data[i + 1]) & 0x3F) << 6) | (np.int64(data[i + 2]) & 0x3F), 3
+                else:
+                    c = ((b0 & 0x07) << 18) | ((np.int64(data[i + 1]) & 0x3F) << 12) | ((np.int64(data[i + 2]) & 0x3F) << 6) | (np.int64(data[i + 3]) & 0x3F)
+                    w = 4
+                kind = classes[c]
+                if kind == 1:  # SPACE
+                    state = 0
+                elif kind == 2 or (kind == 0 and state != 1) or (kind == 3 and state == 0):
+                    if fill:
+                        bs[k] = i - offsets[t]
+                        cs[k] = chars
+                    k += 1
+                    found += 1
+                    state = 2 if kind == 2 else 1
+                i += w
+                chars += 1
+                if fill and state != 0:
+                    be[k - 1] = i - offsets[t]
+                    ce[k - 1] = chars
+            if not fill:
+                counts[t] = found
+    return bs, be, cs, ce, counts
+
+
+_BASE = np.uint64(0x9E3779B97F4A7C15)  # odd: the polynomial keeps every token's bits
+
+
+@njit(cache=True)
+def substring_token_hashes(data, offsets, bs, be, counts):
+    """xxh64 of every token's UTF-8 bytes, text after text."""
+    out = np.empty(len(bs), dtype=np.uint64)
+    k = 0
+    for t in range(len(counts)):
+        for _ in range(counts[t]):
+            out[k] = xxh64(data, offsets[t] + bs[k], offsets[t] + be[k])
+            k += 1
+    return out
+
+
+@njit(cache=True)
+def substring_window_hashes(tokens, counts, m):
+    """Hash of every window of m consecutive tokens of every text: a polynomial of the token
+    hashes mod 2^64, rolled one token at a time, finished with fmix64. Returns (hash, text
+    index, token offset) per window."""
+    total = 0
+    for t in range(len(counts)):
+        total += max(counts[t] - m + 1, 0)
+    hashes = np.empty(total, dtype=np.uint64)
+    text = np.empty(total, dtype=np.int64)
+    pos = np.empty(total, dtype=np.int32)
+    top = np.uint64(1)
+    for _ in range(m - 1):
+        top = top * _BASE
+    k = 0
+    first = 0
+    for t in range(len(counts)):
+        c = counts[t]
+        if c >= m:
+            h = np.uint64(0)
+            for j in range(c):
+                if j >= m:
+                    h = h - tokens[first + j - m] * top
+                h = h * _BASE + tokens[first + j]
+                if j >= m - 1:
+                    hashes[k] = fmix64(h)
+                    text[k] = t
+                    pos[k] = j - m + 1
+                    k += 1
+        first += c
+    return hashes, text, pos
+
+
+@njit(cache=True)
+def substring_verify(data, base, bs, be, own, rdata, rbase, rbs, rbe, other, m):
+    """For each candidate c, whether its m tokens (from token `own[c]` of the text at byte
+    `base[c]` of `data`) equal its partner's (from token `other[c]` of the run at `rbase[c]`
+    of `rdata`), byte for byte. A candidate one token after a verified one, with its partner
+    one token after that one's, compares only its last token."""
+    ok = np.zeros(len(own), dtype=np.bool_)
+    for c in range(len(own)):
+        follows = (
+            c > 0 and ok[c - 1] and own[c] == own[c - 1] + 1 and other[c] == other[c - 1] + 1
+            and base[c] == base[c - 1] and rbase[c] == rbase[c - 1]
+        )
+        good = True
+        for j in range(m - 1 if follows else 0, m):
+            a0 = base[c] + bs[own[c] + j]
+            a1 = base[c] + be[own[c] + j]
+            b0 = rbase[c] + rbs[other[c] + j]
+            b1 = rbase[c] + rbe[other[c] + j]
+            if a1 - a0 != b1 - b0:
+                good = False
+                break
+            for x in range(a1 - a0):
+                if data[a0 + x] != rdata[b0 + x]:
+                    good = False
+                    break
+            if not good:
+                break
+        ok[c] = good
+    return ok

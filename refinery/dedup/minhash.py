@@ -26,7 +26,7 @@ import pyarrow.compute as pc
 import xxhash
 from pydantic import Field
 
-from refinery.dedup import _kernels
+from refinery.dedup import kernels
 from refinery.dedup.scope import PartitionCount, Scope
 from refinery.params import Params
 
@@ -147,11 +147,11 @@ def _codepoint_tables() -> tuple[np.ndarray, np.ndarray]:
     if len(lowered) != len(codepoints):
         raise RuntimeError("Arrow's utf8_lower changed the number of codepoints")
     lower[codepoints] = lowered
-    classes = np.full(0x110000, _kernels.WORD, dtype=np.uint8)
+    classes = np.full(0x110000, kernels().WORD, dtype=np.uint8)
     kept = codepoints_of(pc.replace_substring_regex(every, _PUNCTUATION, ""))
-    classes[_missing(codepoints, kept)] = _kernels.PUNCTUATION
+    classes[_missing(codepoints, kept)] = kernels().PUNCTUATION
     not_space = codepoints_of(pc.list_flatten(pc.utf8_split_whitespace(every)))
-    classes[_missing(codepoints, not_space)] = _kernels.SPACE
+    classes[_missing(codepoints, not_space)] = kernels().SPACE
     return lower, classes
 
 
@@ -174,8 +174,8 @@ def _batch_shingles(texts: Texts, n: int) -> tuple[np.ndarray, np.ndarray]:
     """All shingle hashes of a batch (uint64, document by document) and each document's
     offsets into them (n_docs + 1)."""
     data, offsets = utf8_buffers(as_string_array(texts))
-    hashes, counts = _kernels.word_hashes(data, offsets, *_codepoint_tables())
-    return _kernels.shingle_hashes(hashes, counts, n)
+    hashes, counts = kernels().word_hashes(data, offsets, *_codepoint_tables())
+    return kernels().shingle_hashes(hashes, counts, n)
 
 
 def shingles(text: str, n: int = 5) -> np.ndarray:
@@ -217,7 +217,7 @@ def permutations(num_perm: int, seed: int, bits: int) -> tuple[np.ndarray, np.nd
 def _signatures_cpu(hashes: np.ndarray, doc_offsets: np.ndarray, p: MinHashParams) -> np.ndarray:
     """Per-document minimum of every permutation, in the compiled fold."""
     a, b = permutations(p.num_perm, p.seed, p.hash_bits)
-    fold = _kernels.signatures64 if p.hash_bits == 64 else _kernels.signatures32
+    fold = kernels().signatures64 if p.hash_bits == 64 else kernels().signatures32
     return fold(hashes, doc_offsets, a, b, _PERM_BLOCK[p.hash_bits])
 
 

@@ -45,10 +45,9 @@ from typing import Literal, NamedTuple
 
 import numpy as np
 import pyarrow as pa
-from numba import njit
 from pydantic import Field
 
-from refinery.dedup._kernels import fmix64, xxh64
+from refinery.dedup import kernels
 from refinery.dedup.minhash import as_string_array, utf8_buffers
 from refinery.dedup.clusters import doc_ids_from_strings
 from refinery.dedup.scope import PartitionCount, Partitions, Scope, groups
@@ -129,7 +128,7 @@ def token_classes() -> np.ndarray:
 
 def token_spans(text: str) -> list[tuple[int, int]]:
     """The tokens of `text` as (start, end) character offsets: the definition, in plain Python
-    (the compiled `_tokenize` must agree with it)."""
+    (the compiled `_kernels.substring_tokenize` must agree with it)."""
     classes = token_classes()
     spans: list[list[int]] = []
     state = 0  # 0: between tokens, 1: in a word, 2: in a no-space character (and its marks)
@@ -145,125 +144,24 @@ def token_spans(text: str) -> list[tuple[int, int]]:
     return [(a, b) for a, b in spans]
 
 
-@njit(cache=True)
-def _tokenize(data, offsets, classes):
-    """Tokens of each UTF-8 text of `data` (delimited by `offsets`): byte and character start
-    and end of each, relative to its text, and each text's token count. Two passes: count, then
-    fill, so the arrays are exactly the token count long."""
-    n_texts = len(offsets) - 1
-    counts = np.zeros(n_texts, dtype=np.int64)
-    bs = be = cs = ce = np.empty(0, dtype=np.int32)
-    for fill in range(2):
-        if fill:
-            n = counts.sum()
-            bs = np.empty(n, dtype=np.int32)
-            be = np.empty(n, dtype=np.int32)
-            cs = np.empty(n, dtype=np.int32)
-            ce = np.empty(n, dtype=np.int32)
-        k = 0
-        for t in range(n_texts):
-            i = offsets[t]
-            end = offsets[t + 1]
-            chars = 0
-            state = 0  # as in token_spans
-            found = 0
-            while i < end:
-                b0 = np.int64(data[i])
-                if b0 < 0x80:
-                    c, w = b0, 1
-                elif b0 < 0xE0:
-                    c, w = ((b0 & 0x1F) << 6) | (np.int64(data[i + 1]) & 0x3F), 2
-                elif b0 < 0xF0:
-                    c, w = ((b0 & 0x0F) << 12) | ((np.int64(data[i + 1]) & 0x3F) << 6) | (np.int64(data[i + 2]) & 0x3F), 3
-                else:
-                    c = ((b0 & 0x07) << 18) | ((np.int64(data[i + 1]) & 0x3F) << 12) | ((np.int64(data[i + 2]) & 0x3F) << 6) | (np.int64(data[i + 3]) & 0x3F)
-                    w = 4
-                kind = classes[c]
-                if kind == 1:  # SPACE
-                    state = 0
-                elif kind == 2 or (kind == 0 and state != 1) or (kind == 3 and state == 0):
-                    if fill:
-                        bs[k] = i - offsets[t]
-                        cs[k] = chars
-                    k += 1
-                    found += 1
-                    state = 2 if kind == 2 else 1
-                i += w
-                chars += 1
-                if fill and state != 0:
-                    be[k - 1] = i - offsets[t]
-                    ce[k - 1] = chars
-            if not fill:
-                counts[t] = found
-    return bs, be, cs, ce, counts
-
-
 def tokenize(texts: pa.Array) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """(UTF-8 data, text offsets, token byte starts, byte ends, char starts, char ends, counts)
     of a string array; token offsets are relative to their text."""
     data, offsets = utf8_buffers(as_string_array(texts))
-    return (data, offsets, *_tokenize(data, offsets, token_classes()))
+    return (data, offsets, *kernels().substring_tokenize(data, offsets, token_classes()))
 
 
 # ---------------------------------------------------------------- 1. windows (map side)
 
-_BASE = np.uint64(0x9E3779B97F4A7C15)  # odd: the polynomial keeps every token's bits
-
-
-@njit(cache=True)
-def _token_hashes(data, offsets, bs, be, counts):
-    """xxh64 of every token's UTF-8 bytes, text after text."""
-    out = np.empty(len(bs), dtype=np.uint64)
-    k = 0
-    for t in range(len(counts)):
-        for _ in range(counts[t]):
-            out[k] = xxh64(data, offsets[t] + bs[k], offsets[t] + be[k])
-            k += 1
-    return out
-
-
-@njit(cache=True)
-def _window_hashes(tokens, counts, m):
-    """Hash of every window of m consecutive tokens of every text: a polynomial of the token
-    hashes mod 2^64, rolled one token at a time, finished with fmix64. Returns (hash, text
-    index, token offset) per window."""
-    total = 0
-    for t in range(len(counts)):
-        total += max(counts[t] - m + 1, 0)
-    hashes = np.empty(total, dtype=np.uint64)
-    text = np.empty(total, dtype=np.int64)
-    pos = np.empty(total, dtype=np.int32)
-    top = np.uint64(1)
-    for _ in range(m - 1):
-        top = top * _BASE
-    k = 0
-    first = 0
-    for t in range(len(counts)):
-        c = counts[t]
-        if c >= m:
-            h = np.uint64(0)
-            for j in range(c):
-                if j >= m:
-                    h = h - tokens[first + j - m] * top
-                h = h * _BASE + tokens[first + j]
-                if j >= m - 1:
-                    hashes[k] = fmix64(h)
-                    text[k] = t
-                    pos[k] = j - m + 1
-                    k += 1
-        first += c
-    return hashes, text, pos
-
-
 def token_hashes(texts: pa.Array) -> tuple[np.ndarray, np.ndarray]:
     """(xxh64 of every token, each text's token count)."""
     data, offsets, bs, be, _, _, counts = tokenize(texts)
-    return _token_hashes(data, offsets, bs, be, counts), counts
+    return kernels().substring_token_hashes(data, offsets, bs, be, counts), counts
 
 
 def window_hashes(texts: pa.Array, min_tokens: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(hash, row in `texts`, token offset) of every window of `min_tokens` tokens."""
-    return _window_hashes(*token_hashes(texts), min_tokens)
+    return kernels().substring_window_hashes(*token_hashes(texts), min_tokens)
 
 
 def window_rows(texts: pa.Array, docs: np.ndarray, groups: np.ndarray, slot: int, p: SubstringDedupParams,
@@ -382,37 +280,6 @@ def _tokens_of(batch: pa.Table, docs: np.ndarray, wanted: np.ndarray) -> _Tokens
 # ---------------------------------------------------------------- 4. verify and strike
 
 
-@njit(cache=True)
-def _verify(data, base, bs, be, own, rdata, rbase, rbs, rbe, other, m):
-    """For each candidate c, whether its m tokens (from token `own[c]` of the text at byte
-    `base[c]` of `data`) equal its partner's (from token `other[c]` of the run at `rbase[c]`
-    of `rdata`), byte for byte. A candidate one token after a verified one, with its partner
-    one token after that one's, compares only its last token."""
-    ok = np.zeros(len(own), dtype=np.bool_)
-    for c in range(len(own)):
-        follows = (
-            c > 0 and ok[c - 1] and own[c] == own[c - 1] + 1 and other[c] == other[c - 1] + 1
-            and base[c] == base[c - 1] and rbase[c] == rbase[c - 1]
-        )
-        good = True
-        for j in range(m - 1 if follows else 0, m):
-            a0 = base[c] + bs[own[c] + j]
-            a1 = base[c] + be[own[c] + j]
-            b0 = rbase[c] + rbs[other[c] + j]
-            b1 = rbase[c] + rbe[other[c] + j]
-            if a1 - a0 != b1 - b0:
-                good = False
-                break
-            for x in range(a1 - a0):
-                if data[a0 + x] != rdata[b0 + x]:
-                    good = False
-                    break
-            if not good:
-                break
-        ok[c] = good
-    return ok
-
-
 def strike(batch: pa.Table, docs: np.ndarray, cand: pa.Table, runs: pa.Table, p: SubstringDedupParams) -> tuple[pa.Table, int]:
     """Verify the candidates of the batch's documents against their partners' text (`runs`),
     and cut the verified windows out: (one EDIT_SCHEMA row per document with a struck token,
@@ -425,7 +292,7 @@ def strike(batch: pa.Table, docs: np.ndarray, cand: pa.Table, runs: pa.Table, p:
     c_doc, c_pos, o_doc, o_pos = (cand.column(c).to_numpy() for c in ("doc", "pos", "partner_doc", "partner_pos"))
     tok = _tokens_of(batch, docs, c_doc)
     own = tok.first + c_pos
-    order = np.argsort(own, kind="stable")  # by document, then offset: what _verify's shortcut needs
+    order = np.argsort(own, kind="stable")  # by document, then offset: what substring_verify's shortcut needs
     own, c_pos, o_doc, o_pos = own[order], c_pos[order], o_doc[order], o_pos[order].astype(np.int64)
     row, first, count, own_base = tok.row[order], tok.first[order], tok.count[order], tok.byte_base[order]
 
@@ -442,7 +309,7 @@ def strike(batch: pa.Table, docs: np.ndarray, cand: pa.Table, runs: pa.Table, p:
     verified = found.copy()
     if found.any():
         idx = np.flatnonzero(found)
-        verified[idx] = _verify(tok.data, own_base[idx], tok.bs, tok.be, own[idx], rdata, roffsets[r[idx]], rbs, rbe, other[idx], m)
+        verified[idx] = kernels().substring_verify(tok.data, own_base[idx], tok.bs, tok.be, own[idx], rdata, roffsets[r[idx]], rbs, rbe, other[idx], m)
     rejected = int(len(verified) - verified.sum())
 
     # struck tokens: the union of the verified windows
