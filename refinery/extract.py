@@ -11,13 +11,14 @@ from typing import Literal
 import trafilatura
 from pydantic import Field
 
-from refinery import trafilatura_cleaning, trafilatura_parser, trafilatura_pruning
+from refinery import trafilatura_cleaning, trafilatura_parser, trafilatura_pruning, trafilatura_readability
 from refinery.params import Params
 from refinery.reason import Reason, measured, number
 
 trafilatura_pruning.install()  # same output, ~1/4 less CPU per page (refinery/trafilatura_pruning.py)
 trafilatura_cleaning.install()  # same output, no quadratic time on nested tables (refinery/trafilatura_cleaning.py)
 trafilatura_parser.install()  # same trees, lxml's element classes chosen in C (refinery/trafilatura_parser.py)
+trafilatura_readability.install()  # same output, ~1/3 less CPU in the readability fallback on English pages (refinery/trafilatura_readability.py)
 
 _URL = re.compile(r"(?:https?://|www\.)\S+", re.I)
 _BLANK_LINES = re.compile(r"\n{3,}")
