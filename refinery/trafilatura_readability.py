@@ -43,16 +43,21 @@ def _text(elem: HtmlElement) -> str:
     return elem.text_content() if len(elem) else elem.text or ""
 
 
+def _link_text_length(link: HtmlElement) -> int:
+    """`text_length(link)`."""
+    return len(trim(_text(link)))
+
+
 def _link_length(elem: HtmlElement) -> int:
     """The text length of the links below `elem` (`get_link_density`'s numerator)."""
-    return sum(len(trim(_text(link))) for link in elem.iterdescendants("a"))
+    return sum(map(_link_text_length, elem.iterdescendants("a")))
 
 
 class _LinkLengths(dict):
     """Each link's text length, measured once."""
 
     def __missing__(self, link: HtmlElement) -> int:
-        length = self[link] = len(trim(_text(link)))
+        length = self[link] = _link_text_length(link)
         return length
 
 
